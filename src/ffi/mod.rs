@@ -1,0 +1,23 @@
+//! The C ABI: `include/gcsafety.h` is generated from this module by cbindgen.
+//!
+//! A thin skin: each function checks its arguments, converts types, catches
+//! panics and calls the safe core. Conventions (see the README):
+//! * every fallible function returns a [`GcsResult`]; on error,
+//!   `gcs_last_error()` has the detail for this thread;
+//! * inputs are `const` and borrowed for the call (`transfer none`), strings
+//!   are copied; out-parameters come last and are written only on success;
+//! * structs start with `uint32_t struct_size`;
+//! * callbacks take `user_data` last and run on the calling thread, with no
+//!   library lock held.
+
+#[macro_use]
+mod macros;
+
+pub mod config;
+pub mod error;
+pub mod handle;
+pub mod version;
+
+pub use config::GcsConfig;
+pub use error::GcsResult;
+pub use handle::{GcsHandle, GcsHandleInfo, GcsHandleState, GcsObjectKind, GcsRegistration};

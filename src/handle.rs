@@ -1,0 +1,506 @@
+//! Handles and what can be done with one: access, invalidate, unregister,
+//! inspect. The C functions in `ffi/handle.rs` are one-line calls into here.
+
+use core::ffi::{CStr, c_char, c_void};
+use core::num::NonZeroU64;
+use core::ptr::NonNull;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, fence};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::clock;
+use crate::error::{Error, ErrorCode, Result, human_ms};
+use crate::manager::{default_manager, table};
+use crate::object::{self, Kind, Payload, Target};
+use crate::table::{Access, Claim, Phase, Refusal, Word};
+use crate::thread_accesses;
+
+/// An opaque reference to a registration: index and generation, salted.
+/// Never a pointer; any value is safe to use (a bad one gives an error).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct Handle(NonZeroU64);
+
+impl core::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Handle({:#018x})", self.0)
+    }
+}
+
+/// The state of a registration, as `gcs_get_info` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandleState {
+    /// Accesses are allowed.
+    Live,
+    /// Refusing accesses, still registered.
+    Invalidated,
+    /// Unregistered; the release waits for accesses in flight (or is running).
+    Releasing,
+    /// Released; only its description is kept, for a while.
+    Released,
+}
+
+/// What is known about a handle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandleInfo {
+    /// The handle.
+    pub handle: Handle,
+    /// Its state.
+    pub state: HandleState,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its type name.
+    pub type_name: String,
+    /// Its instance name, if one was given.
+    pub instance_name: Option<String>,
+    /// Size declared for accounting.
+    pub size_bytes: u64,
+    /// Accesses in flight now.
+    pub accesses_in_flight: u32,
+    /// Milliseconds since registration.
+    pub age_ms: u64,
+    /// Milliseconds since release (0 unless released).
+    pub released_ms_ago: u64,
+}
+
+/// An access in progress: the object stays alive until this is dropped
+/// (on any thread). Created by [`Handle::access`].
+pub struct AccessGuard {
+    handle: Handle,
+    begun: Option<Begun>,
+}
+
+// SAFETY: ending an access on another thread than began it is allowed (the
+// count belongs to the handle); the object pointer is only handed out.
+unsafe impl Send for AccessGuard {}
+
+impl core::fmt::Debug for AccessGuard {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AccessGuard").field("handle", &self.handle).field("object", &self.as_ptr()).finish()
+    }
+}
+
+impl AccessGuard {
+    /// The object: `GstObject *`, `GObject *`, `GstMiniObject *` or the
+    /// registered pointer, valid until the guard is dropped (transfer none).
+    pub fn as_ptr(&self) -> *mut c_void {
+        self.begun.as_ref().map_or(core::ptr::null_mut(), |b| b.object.as_ptr())
+    }
+
+    /// The handle this access is of.
+    pub fn handle(&self) -> Handle {
+        self.handle
+    }
+}
+
+impl Drop for AccessGuard {
+    fn drop(&mut self) {
+        if let Some(begun) = self.begun.take() {
+            end_access(begun);
+        }
+    }
+}
+
+/// An access that began: its slot, the object it sees, and whether that is
+/// a strong reference taken through a weak one.
+pub(crate) struct Begun {
+    handle: u64,
+    access: Access<'static, Payload>,
+    pub(crate) object: NonNull<c_void>,
+    upgraded: bool,
+}
+
+/// Begin an access of a handle value (the fast path, shared by every API).
+#[inline]
+pub(crate) fn begin_access(handle: u64) -> Result<Begun> {
+    let access = match table().begin(handle) {
+        Ok(access) => access,
+        Err(refusal) => return Err(rejection(handle, refusal, "not valid for access")),
+    };
+    let (object, upgraded) = match Target::of_stored(access.object) {
+        // Never null: registrations of NULL are refused.
+        Target::Direct(object) => (NonNull::new(object).expect("registered object"), false),
+        Target::Weak(_) => {
+            // The payload lives while we hold a count; copy the pointer out
+            // and upgrade without the detail lock.
+            let weak = access.slot.details().payload.as_ref().and_then(Payload::weak_ref);
+            match weak.and_then(object::upgrade) {
+                Some(object) => (object, true),
+                None => return Err(weak_object_gone(handle, access)),
+            }
+        }
+    };
+    thread_accesses::push(handle, in_flight);
+    Ok(Begun { handle, access, object, upgraded })
+}
+
+/// End an access begun by [`begin_access`] (its count is known to be held).
+#[inline]
+pub(crate) fn end_access(begun: Begun) {
+    thread_accesses::remove(begun.handle);
+    if begun.upgraded {
+        object::downgrade(begun.object);
+    }
+    if let Some(claim) = table().end(begun.access) {
+        carry_out_release(claim);
+    }
+}
+
+/// `gcs_safe_access`: run `callback` inside an access; a non-zero result is
+/// a failure (which invalidates the handle when the manager says so).
+#[inline]
+pub(crate) fn access_with(handle: u64, callback: impl FnOnce(*mut c_void) -> i32) -> Result<()> {
+    let begun = begin_access(handle)?;
+    let status = callback(begun.object.as_ptr());
+    end_access(begun);
+    if status != 0 {
+        return Err(callback_failed(handle, status));
+    }
+    Ok(())
+}
+
+#[cold]
+fn callback_failed(handle: u64, status: i32) -> Error {
+    let invalidated = invalidate_after_callback_error(handle);
+    Error::new(
+        ErrorCode::CallbackFailed,
+        format!(
+            "{}: access callback returned {status}{}",
+            describe(handle),
+            if invalidated { " (handle invalidated)" } else { "" }
+        ),
+    )
+}
+
+/// End an access by handle value only (`gcs_access_end`): validated first.
+pub(crate) fn end_access_by_value(handle: u64) -> Result<()> {
+    match table().end_by_handle(handle) {
+        Ok((stored, claim)) => {
+            thread_accesses::remove(handle);
+            if let Target::Weak(address) = Target::of_stored(stored) {
+                // The access took a strong reference by upgrading; drop it (the
+                // object is alive: that reference is still ours).
+                object::downgrade(address);
+            }
+            if let Some(claim) = claim {
+                carry_out_release(claim);
+            }
+            Ok(())
+        }
+        Err(Refusal::NotAccessing) => Err(Error::new(
+            ErrorCode::NotAccessing,
+            format!("{}: gcs_access_end without a matching gcs_access_begin", describe(handle)),
+        )),
+        Err(refusal) => Err(rejection(handle, refusal, "no access to end")),
+    }
+}
+
+/// A weak handle's object was finalized elsewhere: end the access, release
+/// the registration (its cleanups see NULL) and report the handle released.
+#[cold]
+fn weak_object_gone(handle: u64, access: Access<'_, Payload>) -> Error {
+    if let Some(claim) = table().end(access) {
+        carry_out_release(claim);
+    }
+    if let Ok(Some(claim)) = table().unregister(handle) {
+        carry_out_release(claim);
+    }
+    Error::new(
+        ErrorCode::Released,
+        format!("{}: object finalized elsewhere (weak reference): not valid for access", describe(handle)),
+    )
+}
+
+fn in_flight(handle: u64) -> bool {
+    table().word(handle).is_some_and(|(word, generation)| word.generation() == generation && word.count() > 0)
+}
+
+// ----- release ---------------------------------------------------------------
+
+/// Waiters in `unregister_sync`, and the signal a release sends them.
+static SYNC_WAITERS: AtomicUsize = AtomicUsize::new(0);
+static RELEASE_EPOCH: Mutex<u64> = Mutex::new(0);
+static RELEASED: Condvar = Condvar::new();
+
+/// Carry out a claimed release: drop the reference (or call the release
+/// function) with no lock held, mark the slot released, wake sync waiters.
+pub(crate) fn carry_out_release(claim: Claim<'_, Payload>) {
+    let payload = table().take_payload(&claim);
+    if let Some(payload) = payload {
+        payload.release();
+    }
+    drop(claim); // Draining(0) → Retained: the release is done.
+    // SeqCst fence against the one in `wait_released`: either this thread
+    // sees the waiter's increment, or the waiter sees the Retained word.
+    fence(std::sync::atomic::Ordering::SeqCst);
+    if SYNC_WAITERS.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        *RELEASE_EPOCH.lock() += 1;
+        RELEASED.notify_all();
+    }
+}
+
+/// Wait until the release of `handle` (generation `generation`) is done.
+fn wait_released(handle: u64, timeout: Option<Duration>) -> bool {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let released = || match table().word(handle) {
+        Some((word, generation)) => word.generation() != generation || word.phase() != Phase::Draining,
+        None => true,
+    };
+    SYNC_WAITERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    fence(std::sync::atomic::Ordering::SeqCst);
+    let mut epoch = RELEASE_EPOCH.lock();
+    let done = loop {
+        if released() {
+            break true;
+        }
+        match deadline {
+            None => RELEASED.wait(&mut epoch),
+            Some(deadline) => {
+                if RELEASED.wait_until(&mut epoch, deadline).timed_out() {
+                    break released();
+                }
+            }
+        }
+    };
+    drop(epoch);
+    SYNC_WAITERS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    done
+}
+
+// ----- messages --------------------------------------------------------------
+
+/// "handle 0x… (GstSample 'capture-sample')", with whatever is still known.
+pub(crate) fn describe(handle: u64) -> String {
+    let known = table().with_details(handle, |_, details| {
+        match &details.instance_name {
+            Some(instance) => format!(" ({} '{}')", details.type_name.as_str(), instance.to_string_lossy()),
+            None => format!(" ({})", details.type_name.as_str()),
+        }
+    });
+    format!("handle {handle:#018x}{}", known.unwrap_or_default())
+}
+
+/// The error for a handle the table refused, with its story.
+#[cold]
+#[inline(never)]
+pub(crate) fn rejection(handle: u64, refusal: Refusal, what: &str) -> Error {
+    let now = clock::now_ms();
+    let story = table().with_details(handle, |word, details| {
+        let names = match &details.instance_name {
+            Some(instance) => format!("{} '{}'", details.type_name.as_str(), instance.to_string_lossy()),
+            None => details.type_name.as_str().to_owned(),
+        };
+        let state = match word.phase() {
+            Phase::Retained => {
+                let ago = now.saturating_sub(details.released_at_ms);
+                if ago > details.retention_ms {
+                    return None; // past retention: no details
+                }
+                format!("released {} ago", human_ms(ago))
+            }
+            Phase::Draining => format!("unregistered, release pending ({} accesses in flight)", word.count()),
+            Phase::Invalidated => "invalidated".to_owned(),
+            Phase::Live => format!("{} accesses in flight", word.count()),
+            Phase::Free => return None,
+        };
+        Some(format!("({names}) {state}"))
+    });
+    let (code, fallback) = match refusal {
+        Refusal::InvalidHandle if handle == 0 => {
+            (ErrorCode::InvalidHandle, "is GCS_INVALID_HANDLE (0)".to_owned())
+        }
+        Refusal::InvalidHandle => (
+            ErrorCode::InvalidHandle,
+            "was never issued by this library (forged, corrupted, or from before a reload)".to_owned(),
+        ),
+        Refusal::Released | Refusal::Releasing => (ErrorCode::Released, "was released".to_owned()),
+        Refusal::Invalidated => (ErrorCode::Invalidated, "was invalidated".to_owned()),
+        Refusal::TooManyAccesses => (ErrorCode::InvalidArgument, "has too many accesses in flight".to_owned()),
+        Refusal::NotAccessing => (ErrorCode::NotAccessing, "has no access in flight".to_owned()),
+        Refusal::Full => (ErrorCode::TableFull, "table full".to_owned()),
+    };
+    let story = story.flatten().unwrap_or(fallback);
+    Error::new(code, format!("handle {handle:#018x} {story}: {what}"))
+}
+
+// ----- the public API ----------------------------------------------------------
+
+impl Handle {
+    pub(crate) fn from_issued(value: u64) -> Handle {
+        Handle(NonZeroU64::new(value).expect("the table never issues 0"))
+    }
+
+    /// A handle from its raw value (as passed through C or Go). Any value is
+    /// accepted; an invalid one fails every operation with an error.
+    /// `None` for 0 (`GCS_INVALID_HANDLE`).
+    pub fn from_raw(value: u64) -> Option<Handle> {
+        NonZeroU64::new(value).map(Handle)
+    }
+
+    /// The raw value, for C or Go.
+    pub fn as_raw(self) -> u64 {
+        self.0.get()
+    }
+
+    /// Whether accesses would be accepted now (a snapshot).
+    pub fn is_valid(self) -> bool {
+        table().is_live(self.0.get())
+    }
+
+    /// Begin an access; the object stays alive until the guard is dropped.
+    /// The guard may be dropped on another thread.
+    pub fn access(self) -> Result<AccessGuard> {
+        let begun = begin_access(self.0.get())?;
+        Ok(AccessGuard { handle: self, begun: Some(begun) })
+    }
+
+    /// Run `f` with the object while the handle is live; the object cannot
+    /// be released before `f` returns. A panic in `f` is caught: the handle
+    /// is invalidated and `Err` ("panic during object access") returned.
+    pub fn safe_access<R>(self, f: impl FnOnce(*mut c_void) -> R) -> Result<R> {
+        let guard = self.access()?;
+        let result = catch_unwind(AssertUnwindSafe(|| f(guard.as_ptr())));
+        drop(guard);
+        result.map_err(|panic| {
+            let _ = table().invalidate(self.0.get());
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Error::new(
+                ErrorCode::Panic,
+                format!("{}: panic during object access: {what} (handle invalidated)", describe(self.0.get())),
+            )
+        })
+    }
+
+    /// Refuse new accesses at once; the reference is dropped when the last
+    /// access in flight ends, on the thread that ends it (now if none).
+    /// A second unregister gives [`ErrorCode::Released`].
+    pub fn unregister(self) -> Result<()> {
+        unregister(self.0.get())
+    }
+
+    /// Like [`unregister`](Self::unregister), then wait until the release
+    /// has happened. See `gcs_unregister_sync`.
+    pub fn unregister_sync(self, timeout: Option<Duration>) -> Result<()> {
+        unregister_sync(self.0.get(), timeout)
+    }
+
+    /// Refuse new accesses but keep the registration.
+    pub fn invalidate(self) -> Result<()> {
+        invalidate(self.0.get())
+    }
+
+    /// What is known about the handle.
+    pub fn info(self) -> Result<HandleInfo> {
+        info(self.0.get())
+    }
+}
+
+/// `gcs_unregister`.
+pub(crate) fn unregister(handle: u64) -> Result<()> {
+    match table().unregister(handle) {
+        Ok(Some(claim)) => {
+            carry_out_release(claim);
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(refusal) => Err(rejection(handle, refusal, "already unregistered")),
+    }
+}
+
+/// `gcs_unregister_sync`.
+pub(crate) fn unregister_sync(handle: u64, timeout: Option<Duration>) -> Result<()> {
+    let pending = |what: &str| Error::new(ErrorCode::Timeout, format!("{}: {what}", describe(handle)));
+    if thread_accesses::contains(handle) && in_flight(handle) {
+        return Err(Error::new(
+            ErrorCode::WouldDeadlock,
+            format!(
+                "{}: gcs_unregister_sync inside an access of the same handle on the same thread would wait \
+                 for itself; nothing was changed (use gcs_unregister)",
+                describe(handle)
+            ),
+        ));
+    }
+    match table().unregister(handle) {
+        Ok(Some(claim)) => {
+            carry_out_release(claim);
+            Ok(())
+        }
+        Ok(None) => {
+            if wait_released(handle, timeout) {
+                Ok(())
+            } else {
+                Err(pending("timed out waiting for accesses in flight; the release stays pending"))
+            }
+        }
+        Err(refusal @ Refusal::Released) => {
+            // Someone else unregistered: wait for that release, then say so.
+            if wait_released(handle, timeout) {
+                Err(rejection(handle, refusal, "already unregistered"))
+            } else {
+                Err(pending("already unregistered, and its release is still pending"))
+            }
+        }
+        Err(refusal) => Err(rejection(handle, refusal, "cannot unregister")),
+    }
+}
+
+/// `gcs_invalidate`.
+pub(crate) fn invalidate(handle: u64) -> Result<()> {
+    table().invalidate(handle).map_err(|refusal| rejection(handle, refusal, "cannot invalidate"))
+}
+
+/// `Handle::info`.
+pub(crate) fn info(handle: u64) -> Result<HandleInfo> {
+    info_with_c_names(handle).map(|(info, _, _)| info)
+}
+
+/// `gcs_get_info`: the info, and its names as C strings owned by the slot's
+/// details (valid until the retained state is swept).
+pub(crate) fn info_with_c_names(handle: u64) -> Result<(HandleInfo, *const c_char, *const c_char)> {
+    let now = clock::now_ms();
+    let found = table().with_details(handle, |word: Word, details| {
+        let state = match word.phase() {
+            Phase::Live => HandleState::Live,
+            Phase::Invalidated => HandleState::Invalidated,
+            Phase::Draining => HandleState::Releasing,
+            _ => HandleState::Released,
+        };
+        if state == HandleState::Released && now.saturating_sub(details.released_at_ms) > details.retention_ms {
+            return None;
+        }
+        let type_name = details.type_name.as_c_str().as_ptr();
+        let instance_name = details.instance_name.as_deref().map_or(core::ptr::null(), CStr::as_ptr);
+        let info = HandleInfo {
+            handle: Handle::from_issued(handle),
+            state,
+            kind: Kind::from_raw(details.kind as i32).unwrap_or(Kind::Pointer),
+            type_name: details.type_name.as_str().to_owned(),
+            instance_name: details.instance_name.as_deref().map(|name| name.to_string_lossy().into_owned()),
+            size_bytes: details.size_bytes,
+            accesses_in_flight: if state == HandleState::Released { 0 } else { word.count() },
+            age_ms: now.saturating_sub(details.registered_at_ms),
+            released_ms_ago: if state == HandleState::Released { now.saturating_sub(details.released_at_ms) } else { 0 },
+        };
+        Some((info, type_name, instance_name))
+    });
+    match found.flatten() {
+        Some(info) => Ok(info),
+        None => Err(match table().check(handle) {
+            Err(refusal) => rejection(handle, refusal, "no information kept"),
+            Ok(_) => unreachable!("a live handle has details"),
+        }),
+    }
+}
+
+/// Invalidate after a failed access callback when the handle's manager has
+/// `invalidate_on_callback_error`; returns whether it did.
+fn invalidate_after_callback_error(handle: u64) -> bool {
+    let wanted = crate::manager::default_manager_started() && default_manager().config.invalidate_on_callback_error;
+    wanted && table().invalidate(handle).is_ok()
+}

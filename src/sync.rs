@@ -1,0 +1,42 @@
+//! One switch between the standard library's synchronisation primitives and
+//! [loom]'s model-checked ones (`RUSTFLAGS="--cfg loom"`), after sharded-slab's
+//! `src/sync.rs`. Everything in the table that is shared between threads goes
+//! through this module, so the loom models in `tests/loom.rs` exercise the
+//! real code, not a copy of it.
+//!
+//! [loom]: https://docs.rs/loom
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+/// A mutex for the slow paths (registration details, growth, retention).
+/// parking_lot's outside loom; loom's inside it. Never held while user code runs.
+#[derive(Debug, Default)]
+pub(crate) struct Mutex<T>(
+    #[cfg(loom)] loom::sync::Mutex<T>,
+    #[cfg(not(loom))] parking_lot::Mutex<T>,
+);
+
+#[cfg(not(loom))]
+pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+#[cfg(loom)]
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        #[cfg(loom)]
+        return Self(loom::sync::Mutex::new(value));
+        #[cfg(not(loom))]
+        return Self(parking_lot::Mutex::new(value));
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        #[cfg(loom)]
+        // A panic while the lock is held is a bug in a model; propagate it.
+        return self.0.lock().unwrap();
+        #[cfg(not(loom))]
+        return self.0.lock();
+    }
+}
