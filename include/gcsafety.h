@@ -240,6 +240,11 @@ typedef int32_t GcsRegisterFlags;
 #endif // __cplusplus
 
 /**
+ * A manager (opaque). NULL means the default manager.
+ */
+typedef struct GcsManager GcsManager;
+
+/**
  * Called when tracked memory is above `memory_limit_bytes`:
  * `memory_pressure(tracked_bytes, user_data)`.
  */
@@ -321,13 +326,6 @@ typedef struct GcsConfig {
  * safe to pass to every function.
  */
 typedef uint64_t GcsHandle;
-
-/**
- * A manager (opaque). NULL means the default manager.
- */
-typedef struct GcsManager {
-  uint8_t _private[0];
-} GcsManager;
 
 /**
  * Release function of a GCS_KIND_POINTER registration: called exactly once

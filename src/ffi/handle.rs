@@ -31,9 +31,9 @@ pub const GCS_TRACKED_ACCESSES_PER_THREAD: u32 = 16;
 const _: () = assert!(GCS_TRACKED_ACCESSES_PER_THREAD as usize == crate::thread_accesses::TRACKED);
 
 /// A manager (opaque). NULL means the default manager.
-#[repr(C)]
+// Not `repr(C)`: cbindgen then declares it opaque (`typedef struct GcsManager GcsManager;`).
 pub struct GcsManager {
-    _private: [u8; 0],
+    _private: (),
 }
 
 /// What a registration holds.
