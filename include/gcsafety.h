@@ -221,7 +221,10 @@ enum GcsRegisterFlags
    * GstElement: at release, immediately before the registration drops its
    * reference, set it to GST_STATE_NULL, whether or not other references
    * remain (GStreamer warns and leaks when a PLAYING element is disposed).
-   * Only with GCS_KIND_GST_OBJECT.
+   * Only with GCS_KIND_GST_OBJECT. The state change runs on the thread
+   * that releases (the one ending the last access, or unregistering): as
+   * with any gst_element_set_state, that must not be one of the element's
+   * own streaming threads.
    */
   GCS_REGISTER_SET_NULL_STATE = (1 << 0),
   /**

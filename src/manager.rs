@@ -209,7 +209,8 @@ impl Registration {
     }
 
     /// For a `GstElement`: set it to `GST_STATE_NULL` immediately before the
-    /// registration drops its reference.
+    /// registration drops its reference. This runs on the releasing thread,
+    /// which must not be one of the element's own streaming threads.
     pub fn set_null_state(mut self, yes: bool) -> Self {
         self.set_null_state = yes;
         self

@@ -314,8 +314,12 @@ impl<P> Table<P> {
         let Some((slot, index, generation)) = self.locate_handle(handle) else {
             return Err(Refusal::InvalidHandle);
         };
-        // Relaxed: only a guess for the CAS, which re-checks everything.
-        let mut word = slot.load(Ordering::Relaxed);
+        // No load first: guess "live, no access in flight", the common case,
+        // so an uncontended access is one CAS (a load would first pull the
+        // line in shared state, then the CAS upgrade it: two transitions when
+        // another core had it). A wrong guess costs one failed CAS, which
+        // returns the actual word to check and retry with.
+        let mut word = Word::new(generation, Phase::Live, 0);
         loop {
             if !word.is_live(generation) || word.count() == MAX_ACCESSES {
                 return Err(Self::refusal(word, generation));

@@ -35,9 +35,10 @@
 //! # Transitions and why each is correct
 //!
 //! * **Access begin** (`Live(g, c)` → `Live(g, c + 1)`): a compare-exchange
-//!   that first checks generation and phase. It only loops when another
-//!   thread changed the word between the load and the CAS (real contention),
-//!   never to wait. *Acquire* on success: it synchronizes with the *Release*
+//!   whose first expected value is the guess `Live(g, 0)` (no load first, so
+//!   an uncontended access is a single RMW); a failed exchange returns the
+//!   actual word, which is checked (generation, phase, count limit) and
+//!   retried. It only loops on a wrong guess or real contention, never to wait. *Acquire* on success: it synchronizes with the *Release*
 //!   that published the registration, so the object pointer and the object it
 //!   points to are visible; every later read-modify-write on the word continues
 //!   that release sequence, so an access that starts long after registration
