@@ -12,7 +12,8 @@ use std::env;
 use std::path::PathBuf;
 
 fn main() {
-    let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let crate_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
@@ -24,9 +25,14 @@ fn main() {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libgcsafety.so.0");
     }
 
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml is valid");
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
+        .expect("cbindgen.toml is valid");
     let generated = out_dir.join("gcsafety.h");
-    match cbindgen::Builder::new().with_crate(&crate_dir).with_config(config).generate() {
+    match cbindgen::Builder::new()
+        .with_crate(&crate_dir)
+        .with_config(config)
+        .generate()
+    {
         Ok(bindings) => {
             bindings.write_to_file(&generated);
             let wanted = env::var_os("GCS_REGENERATE_HEADER").is_some_and(|v| v == "1")
@@ -38,5 +44,8 @@ fn main() {
         // A syntax error mid-edit: let rustc report it properly.
         Err(error) => println!("cargo:warning=cbindgen could not generate the header: {error}"),
     }
-    println!("cargo:rustc-env=GCS_GENERATED_HEADER={}", generated.display());
+    println!(
+        "cargo:rustc-env=GCS_GENERATED_HEADER={}",
+        generated.display()
+    );
 }

@@ -60,4 +60,104 @@ watch_finalize (gpointer object, gpointer * location)
 
 #define TEST_PASSED() do { printf ("%s: passed\n", __FILE__); return 0; } while (0)
 
+
+/* ---- Helpers for the behaviour tests: time, threads, finalize records ---- */
+#include <pthread.h>
+#include <stdint.h>
+
+/* Milliseconds on the monotonic clock. */
+static inline uint64_t
+test_now_ms (void)
+{
+  return (uint64_t) (g_get_monotonic_time () / 1000);
+}
+
+/* How often a GObject was finalized (disposed of its last reference), and on
+ * which thread: set with watch_finalize_record, read after the fact. */
+typedef struct
+{
+  gint finalized;               /* atomic: number of times the notify ran */
+  pthread_t thread;             /* the thread that dropped the last reference */
+} FinalizeRecord;
+
+static inline void
+finalize_record_notify (gpointer data, GObject * where_the_object_was)
+{
+  FinalizeRecord *record = data;
+  (void) where_the_object_was;
+  record->thread = pthread_self ();
+  g_atomic_int_inc (&record->finalized);
+}
+
+static inline void
+watch_finalize_record (gpointer object, FinalizeRecord * record)
+{
+  g_atomic_int_set (&record->finalized, 0);
+  g_object_weak_ref (G_OBJECT (object), finalize_record_notify, record);
+}
+
+#define FINALIZED_COUNT(record) g_atomic_int_get (&(record)->finalized)
+
+/* A value threads wait on: gate_wait blocks until it reaches at least `value`. */
+typedef struct
+{
+  GMutex lock;
+  GCond cond;
+  int value;
+} TestGate;
+
+static inline void
+gate_init (TestGate * gate)
+{
+  g_mutex_init (&gate->lock);
+  g_cond_init (&gate->cond);
+  gate->value = 0;
+}
+
+static inline void
+gate_clear (TestGate * gate)
+{
+  g_mutex_clear (&gate->lock);
+  g_cond_clear (&gate->cond);
+}
+
+static inline void
+gate_set (TestGate * gate, int value)
+{
+  g_mutex_lock (&gate->lock);
+  gate->value = value;
+  g_cond_broadcast (&gate->cond);
+  g_mutex_unlock (&gate->lock);
+}
+
+static inline void
+gate_wait (TestGate * gate, int value)
+{
+  g_mutex_lock (&gate->lock);
+  while (gate->value < value)
+    g_cond_wait (&gate->cond, &gate->lock);
+  g_mutex_unlock (&gate->lock);
+}
+
+/* gate_wait with a limit: TRUE if the value was reached within timeout_ms. */
+static inline gboolean
+gate_wait_for (TestGate * gate, int value, unsigned timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  gboolean reached = TRUE;
+  g_mutex_lock (&gate->lock);
+  while (gate->value < value) {
+    if (!g_cond_wait_until (&gate->cond, &gate->lock, deadline)) {
+      reached = gate->value >= value;
+      break;
+    }
+  }
+  g_mutex_unlock (&gate->lock);
+  return reached;
+}
+
+/* Start a thread or fail the test. */
+#define SPAWN(thread_ptr, fn, arg) CHECK (pthread_create ((thread_ptr), NULL, (fn), (arg)) == 0)
+#define JOIN(thread) CHECK (pthread_join ((thread), NULL) == 0)
+
 #endif

@@ -538,8 +538,11 @@ GcsResult gcs_unregister(GcsHandle handle);
  * `GCS_TIMEOUT_INFINITE` waits as long as it takes). On timeout returns
  * GCS_ERROR_TIMEOUT and the handle stays released-pending. Inside an access
  * of the same handle begun on this thread, returns GCS_ERROR_WOULD_DEADLOCK
- * at once and changes nothing. On a handle someone else unregistered whose
- * release is pending, waits the same way, then returns GCS_ERROR_RELEASED.
+ * at once and changes nothing; from inside its own release (a release
+ * function), returns GCS_ERROR_RELEASED at once. On a handle someone else
+ * unregistered whose release is pending, waits the same way, then returns
+ * GCS_ERROR_RELEASED. Detection follows the thread that began an access;
+ * for accesses ended on another thread it is best-effort (see the README).
  */
 GcsResult gcs_unregister_sync(GcsHandle handle, uint32_t timeout_ms);
 

@@ -9,7 +9,10 @@
 pub(crate) fn now_ms() -> u64 {
     #[cfg(all(target_os = "linux", not(miri), not(loom)))]
     {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE
         // exists on every Linux since 2.6.32 and cannot fail with a valid pointer.
         let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };

@@ -69,7 +69,9 @@ impl Config {
             return bad("max_finalizer_retries must be at most 1000");
         }
         if self.log_state_changes || self.log_finalizers {
-            return bad("log_state_changes / log_finalizers are not available in this version of gcsafety");
+            return bad(
+                "log_state_changes / log_finalizers are not available in this version of gcsafety",
+            );
         }
         if self.memory_limit_bytes != 0 {
             return bad("memory_limit_bytes is not available in this version of gcsafety");

@@ -78,7 +78,10 @@ unsafe impl Send for AccessGuard {}
 
 impl core::fmt::Debug for AccessGuard {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("AccessGuard").field("handle", &self.handle).field("object", &self.as_ptr()).finish()
+        f.debug_struct("AccessGuard")
+            .field("handle", &self.handle)
+            .field("object", &self.as_ptr())
+            .finish()
     }
 }
 
@@ -86,7 +89,9 @@ impl AccessGuard {
     /// The object: `GstObject *`, `GObject *`, `GstMiniObject *` or the
     /// registered pointer, valid until the guard is dropped (transfer none).
     pub fn as_ptr(&self) -> *mut c_void {
-        self.begun.as_ref().map_or(core::ptr::null_mut(), |b| b.object.as_ptr())
+        self.begun
+            .as_ref()
+            .map_or(core::ptr::null_mut(), |b| b.object.as_ptr())
     }
 
     /// The handle this access is of.
@@ -125,7 +130,12 @@ pub(crate) fn begin_access(handle: u64) -> Result<Begun> {
         Target::Weak(_) => {
             // The payload lives while we hold a count; copy the pointer out
             // and upgrade without the detail lock.
-            let weak = access.slot.details().payload.as_ref().and_then(Payload::weak_ref);
+            let weak = access
+                .slot
+                .details()
+                .payload
+                .as_ref()
+                .and_then(Payload::weak_ref);
             match weak.and_then(object::upgrade) {
                 Some(object) => (object, true),
                 None => return Err(weak_object_gone(handle, access)),
@@ -133,7 +143,12 @@ pub(crate) fn begin_access(handle: u64) -> Result<Begun> {
         }
     };
     thread_accesses::push(handle, in_flight);
-    Ok(Begun { handle, access, object, upgraded })
+    Ok(Begun {
+        handle,
+        access,
+        object,
+        upgraded,
+    })
 }
 
 /// End an access begun by [`begin_access`] (its count is known to be held).
@@ -169,7 +184,11 @@ fn callback_failed(handle: u64, status: i32) -> Error {
         format!(
             "{}: access callback returned {status}{}",
             describe(handle),
-            if invalidated { " (handle invalidated)" } else { "" }
+            if invalidated {
+                " (handle invalidated)"
+            } else {
+                ""
+            }
         ),
     )
 }
@@ -191,7 +210,10 @@ pub(crate) fn end_access_by_value(handle: u64) -> Result<()> {
         }
         Err(Refusal::NotAccessing) => Err(Error::new(
             ErrorCode::NotAccessing,
-            format!("{}: gcs_access_end without a matching gcs_access_begin", describe(handle)),
+            format!(
+                "{}: gcs_access_end without a matching gcs_access_begin",
+                describe(handle)
+            ),
         )),
         Err(refusal) => Err(rejection(handle, refusal, "no access to end")),
     }
@@ -209,12 +231,17 @@ fn weak_object_gone(handle: u64, access: Access<'_, Payload>) -> Error {
     }
     Error::new(
         ErrorCode::Released,
-        format!("{}: object finalized elsewhere (weak reference): not valid for access", describe(handle)),
+        format!(
+            "{}: object finalized elsewhere (weak reference): not valid for access",
+            describe(handle)
+        ),
     )
 }
 
 fn in_flight(handle: u64) -> bool {
-    table().word(handle).is_some_and(|(word, generation)| word.generation() == generation && word.count() > 0)
+    table()
+        .word(handle)
+        .is_some_and(|(word, generation)| word.generation() == generation && word.count() > 0)
 }
 
 // ----- release ---------------------------------------------------------------
@@ -227,6 +254,9 @@ static RELEASED: Condvar = Condvar::new();
 /// Carry out a claimed release: drop the reference (or call the release
 /// function) with no lock held, mark the slot released, wake sync waiters.
 pub(crate) fn carry_out_release(claim: Claim<'_, Payload>) {
+    // While the release function runs, a sync unregister of this handle on
+    // this thread must not wait for itself.
+    let _releasing = thread_accesses::releasing(claim.handle());
     let payload = table().take_payload(&claim);
     if let Some(payload) = payload {
         payload.release();
@@ -245,7 +275,9 @@ pub(crate) fn carry_out_release(claim: Claim<'_, Payload>) {
 fn wait_released(handle: u64, timeout: Option<Duration>) -> bool {
     let deadline = timeout.map(|t| Instant::now() + t);
     let released = || match table().word(handle) {
-        Some((word, generation)) => word.generation() != generation || word.phase() != Phase::Draining,
+        Some((word, generation)) => {
+            word.generation() != generation || word.phase() != Phase::Draining
+        }
         None => true,
     };
     SYNC_WAITERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -273,11 +305,13 @@ fn wait_released(handle: u64, timeout: Option<Duration>) -> bool {
 
 /// "handle 0x… (GstSample 'capture-sample')", with whatever is still known.
 pub(crate) fn describe(handle: u64) -> String {
-    let known = table().with_details(handle, |_, details| {
-        match &details.instance_name {
-            Some(instance) => format!(" ({} '{}')", details.type_name.as_str(), instance.to_string_lossy()),
-            None => format!(" ({})", details.type_name.as_str()),
-        }
+    let known = table().with_details(handle, |_, details| match &details.instance_name {
+        Some(instance) => format!(
+            " ({} '{}')",
+            details.type_name.as_str(),
+            instance.to_string_lossy()
+        ),
+        None => format!(" ({})", details.type_name.as_str()),
     });
     format!("handle {handle:#018x}{}", known.unwrap_or_default())
 }
@@ -289,7 +323,11 @@ pub(crate) fn rejection(handle: u64, refusal: Refusal, what: &str) -> Error {
     let now = clock::now_ms();
     let story = table().with_details(handle, |word, details| {
         let names = match &details.instance_name {
-            Some(instance) => format!("{} '{}'", details.type_name.as_str(), instance.to_string_lossy()),
+            Some(instance) => format!(
+                "{} '{}'",
+                details.type_name.as_str(),
+                instance.to_string_lossy()
+            ),
             None => details.type_name.as_str().to_owned(),
         };
         let state = match word.phase() {
@@ -300,7 +338,10 @@ pub(crate) fn rejection(handle: u64, refusal: Refusal, what: &str) -> Error {
                 }
                 format!("released {} ago", human_ms(ago))
             }
-            Phase::Draining => format!("unregistered, release pending ({} accesses in flight)", word.count()),
+            Phase::Draining => format!(
+                "unregistered, release pending ({} accesses in flight)",
+                word.count()
+            ),
             Phase::Invalidated => "invalidated".to_owned(),
             Phase::Live => format!("{} accesses in flight", word.count()),
             Phase::Free => return None,
@@ -308,17 +349,25 @@ pub(crate) fn rejection(handle: u64, refusal: Refusal, what: &str) -> Error {
         Some(format!("({names}) {state}"))
     });
     let (code, fallback) = match refusal {
-        Refusal::InvalidHandle if handle == 0 => {
-            (ErrorCode::InvalidHandle, "is GCS_INVALID_HANDLE (0)".to_owned())
-        }
+        Refusal::InvalidHandle if handle == 0 => (
+            ErrorCode::InvalidHandle,
+            "is GCS_INVALID_HANDLE (0)".to_owned(),
+        ),
         Refusal::InvalidHandle => (
             ErrorCode::InvalidHandle,
-            "was never issued by this library (forged, corrupted, or from before a reload)".to_owned(),
+            "was never issued by this library (forged, corrupted, or from before a reload)"
+                .to_owned(),
         ),
         Refusal::Released | Refusal::Releasing => (ErrorCode::Released, "was released".to_owned()),
         Refusal::Invalidated => (ErrorCode::Invalidated, "was invalidated".to_owned()),
-        Refusal::TooManyAccesses => (ErrorCode::InvalidArgument, "has too many accesses in flight".to_owned()),
-        Refusal::NotAccessing => (ErrorCode::NotAccessing, "has no access in flight".to_owned()),
+        Refusal::TooManyAccesses => (
+            ErrorCode::InvalidArgument,
+            "has too many accesses in flight".to_owned(),
+        ),
+        Refusal::NotAccessing => (
+            ErrorCode::NotAccessing,
+            "has no access in flight".to_owned(),
+        ),
         Refusal::Full => (ErrorCode::TableFull, "table full".to_owned()),
     };
     let story = story.flatten().unwrap_or(fallback);
@@ -353,7 +402,10 @@ impl Handle {
     /// The guard may be dropped on another thread.
     pub fn access(self) -> Result<AccessGuard> {
         let begun = begin_access(self.0.get())?;
-        Ok(AccessGuard { handle: self, begun: Some(begun) })
+        Ok(AccessGuard {
+            handle: self,
+            begun: Some(begun),
+        })
     }
 
     /// Run `f` with the object while the handle is live; the object cannot
@@ -372,7 +424,10 @@ impl Handle {
                 .unwrap_or_default();
             Error::new(
                 ErrorCode::Panic,
-                format!("{}: panic during object access: {what} (handle invalidated)", describe(self.0.get())),
+                format!(
+                    "{}: panic during object access: {what} (handle invalidated)",
+                    describe(self.0.get())
+                ),
             )
         })
     }
@@ -415,7 +470,15 @@ pub(crate) fn unregister(handle: u64) -> Result<()> {
 
 /// `gcs_unregister_sync`.
 pub(crate) fn unregister_sync(handle: u64, timeout: Option<Duration>) -> Result<()> {
-    let pending = |what: &str| Error::new(ErrorCode::Timeout, format!("{}: {what}", describe(handle)));
+    let pending =
+        |what: &str| Error::new(ErrorCode::Timeout, format!("{}: {what}", describe(handle)));
+    if thread_accesses::is_releasing(handle) {
+        return Err(rejection(
+            handle,
+            Refusal::Released,
+            "its release is running on this thread (not waiting for itself)",
+        ));
+    }
     if thread_accesses::contains(handle) && in_flight(handle) {
         return Err(Error::new(
             ErrorCode::WouldDeadlock,
@@ -435,7 +498,9 @@ pub(crate) fn unregister_sync(handle: u64, timeout: Option<Duration>) -> Result<
             if wait_released(handle, timeout) {
                 Ok(())
             } else {
-                Err(pending("timed out waiting for accesses in flight; the release stays pending"))
+                Err(pending(
+                    "timed out waiting for accesses in flight; the release stays pending",
+                ))
             }
         }
         Err(refusal @ Refusal::Released) => {
@@ -443,7 +508,9 @@ pub(crate) fn unregister_sync(handle: u64, timeout: Option<Duration>) -> Result<
             if wait_released(handle, timeout) {
                 Err(rejection(handle, refusal, "already unregistered"))
             } else {
-                Err(pending("already unregistered, and its release is still pending"))
+                Err(pending(
+                    "already unregistered, and its release is still pending",
+                ))
             }
         }
         Err(refusal) => Err(rejection(handle, refusal, "cannot unregister")),
@@ -452,7 +519,9 @@ pub(crate) fn unregister_sync(handle: u64, timeout: Option<Duration>) -> Result<
 
 /// `gcs_invalidate`.
 pub(crate) fn invalidate(handle: u64) -> Result<()> {
-    table().invalidate(handle).map_err(|refusal| rejection(handle, refusal, "cannot invalidate"))
+    table()
+        .invalidate(handle)
+        .map_err(|refusal| rejection(handle, refusal, "cannot invalidate"))
 }
 
 /// `Handle::info`.
@@ -471,21 +540,37 @@ pub(crate) fn info_with_c_names(handle: u64) -> Result<(HandleInfo, *const c_cha
             Phase::Draining => HandleState::Releasing,
             _ => HandleState::Released,
         };
-        if state == HandleState::Released && now.saturating_sub(details.released_at_ms) > details.retention_ms {
+        if state == HandleState::Released
+            && now.saturating_sub(details.released_at_ms) > details.retention_ms
+        {
             return None;
         }
         let type_name = details.type_name.as_c_str().as_ptr();
-        let instance_name = details.instance_name.as_deref().map_or(core::ptr::null(), CStr::as_ptr);
+        let instance_name = details
+            .instance_name
+            .as_deref()
+            .map_or(core::ptr::null(), CStr::as_ptr);
         let info = HandleInfo {
             handle: Handle::from_issued(handle),
             state,
             kind: Kind::from_raw(details.kind as i32).unwrap_or(Kind::Pointer),
             type_name: details.type_name.as_str().to_owned(),
-            instance_name: details.instance_name.as_deref().map(|name| name.to_string_lossy().into_owned()),
+            instance_name: details
+                .instance_name
+                .as_deref()
+                .map(|name| name.to_string_lossy().into_owned()),
             size_bytes: details.size_bytes,
-            accesses_in_flight: if state == HandleState::Released { 0 } else { word.count() },
+            accesses_in_flight: if state == HandleState::Released {
+                0
+            } else {
+                word.count()
+            },
             age_ms: now.saturating_sub(details.registered_at_ms),
-            released_ms_ago: if state == HandleState::Released { now.saturating_sub(details.released_at_ms) } else { 0 },
+            released_ms_ago: if state == HandleState::Released {
+                now.saturating_sub(details.released_at_ms)
+            } else {
+                0
+            },
         };
         Some((info, type_name, instance_name))
     });
@@ -501,6 +586,7 @@ pub(crate) fn info_with_c_names(handle: u64) -> Result<(HandleInfo, *const c_cha
 /// Invalidate after a failed access callback when the handle's manager has
 /// `invalidate_on_callback_error`; returns whether it did.
 fn invalidate_after_callback_error(handle: u64) -> bool {
-    let wanted = crate::manager::default_manager_started() && default_manager().config.invalidate_on_callback_error;
+    let wanted = crate::manager::default_manager_started()
+        && default_manager().config.invalidate_on_callback_error;
     wanted && table().invalidate(handle).is_ok()
 }

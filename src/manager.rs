@@ -23,7 +23,8 @@ use crate::table::{Details, Limits, Table};
 
 /// The table of this load of the library.
 pub(crate) fn table() -> &'static Table<Payload> {
-    static TABLE: LazyLock<Table<Payload>> = LazyLock::new(|| Table::new(Limits::default(), fresh_salt()));
+    static TABLE: LazyLock<Table<Payload>> =
+        LazyLock::new(|| Table::new(Limits::default(), fresh_salt()));
     &TABLE
 }
 
@@ -48,7 +49,10 @@ pub(crate) struct ManagerInner {
 
 impl ManagerInner {
     fn new(config: Config) -> Self {
-        ManagerInner { config, last_sweep_ms: AtomicU64::new(clock::now_ms()) }
+        ManagerInner {
+            config,
+            last_sweep_ms: AtomicU64::new(clock::now_ms()),
+        }
     }
 
     /// Sweep expired retained states if `cleanup_interval` has passed.
@@ -57,7 +61,10 @@ impl ManagerInner {
         // Relaxed: a timestamp; losing a race only means one thread sweeps.
         let last = self.last_sweep_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= self.config.cleanup_interval.as_millis() as u64
-            && self.last_sweep_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && self
+                .last_sweep_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             table().sweep_expired();
         }
@@ -70,7 +77,10 @@ struct DefaultState {
     pending: Option<Config>,
 }
 
-static DEFAULT: RwLock<DefaultState> = RwLock::new(DefaultState { running: None, pending: None });
+static DEFAULT: RwLock<DefaultState> = RwLock::new(DefaultState {
+    running: None,
+    pending: None,
+});
 /// Serialises the start of the default manager (reading the environment once).
 static STARTING: Mutex<()> = Mutex::new(());
 
@@ -169,7 +179,10 @@ impl Registration {
 
     /// A `GObject` held weakly: no strong reference; each access upgrades.
     pub fn weak_gobject<T: glib::prelude::IsA<glib::Object>>(object: &T) -> Self {
-        Self { kind: Kind::WeakGObject, ..Self::gobject(object) }
+        Self {
+            kind: Kind::WeakGObject,
+            ..Self::gobject(object)
+        }
     }
 
     /// A `GstMiniObject` (`gst::Buffer`, `gst::Sample`, `gst::Caps`, ...).
@@ -229,20 +242,37 @@ impl Registration {
 ///
 /// # Safety
 /// `registration.object` must be NULL or point at a live object of its kind.
-pub(crate) unsafe fn register_raw(manager: &ManagerInner, registration: Registration) -> Result<Handle> {
-    let Registration { kind, object, type_name, instance_name, size_bytes, release, release_data, set_null_state } =
-        registration;
+pub(crate) unsafe fn register_raw(
+    manager: &ManagerInner,
+    registration: Registration,
+) -> Result<Handle> {
+    let Registration {
+        kind,
+        object,
+        type_name,
+        instance_name,
+        size_bytes,
+        release,
+        release_data,
+        set_null_state,
+    } = registration;
     let object = NonNull::new(object)
         .ok_or_else(|| Error::new(ErrorCode::NullArgument, "cannot register a NULL object"))?;
     match (kind, release.is_some()) {
         (Kind::Pointer, false) => {
-            return Err(Error::new(ErrorCode::InvalidArgument, "GCS_KIND_POINTER needs a release function"));
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "GCS_KIND_POINTER needs a release function",
+            ));
         }
         (Kind::Pointer, true) => {}
         (_, true) => {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
-                format!("a release function is only for GCS_KIND_POINTER, not {}", kind.name()),
+                format!(
+                    "a release function is only for GCS_KIND_POINTER, not {}",
+                    kind.name()
+                ),
             ));
         }
         (_, false) => {}
@@ -250,22 +280,29 @@ pub(crate) unsafe fn register_raw(manager: &ManagerInner, registration: Registra
     if set_null_state && kind != Kind::GstObject {
         return Err(Error::new(
             ErrorCode::InvalidArgument,
-            format!("GCS_REGISTER_SET_NULL_STATE is for GstElements (GCS_KIND_GST_OBJECT), not {}", kind.name()),
+            format!(
+                "GCS_REGISTER_SET_NULL_STATE is for GstElements (GCS_KIND_GST_OBJECT), not {}",
+                kind.name()
+            ),
         ));
     }
     // SAFETY: forwarded precondition; validation happens before any reference.
-    let gtype_name = unsafe { object::validate(kind, object, manager.config.enable_state_checking)? };
+    let gtype_name =
+        unsafe { object::validate(kind, object, manager.config.enable_state_checking)? };
     let type_name = match type_name {
         Some(name) => names::intern(&c_string(name, "type_name")?),
         None => Name::Static(gtype_name),
     };
-    let instance_name = instance_name.map(|name| c_string(name, "instance_name")).transpose()?;
+    let instance_name = instance_name
+        .map(|name| c_string(name, "instance_name"))
+        .transpose()?;
     manager.maybe_sweep();
     let retention_ms = manager.config.state_retention.as_millis() as u64;
     let make = || {
         // SAFETY: validated (or vouched for) above; runs only once a slot is
         // reserved, so a full table takes no reference.
-        let payload = unsafe { object::acquire(kind, object, release, release_data, set_null_state) };
+        let payload =
+            unsafe { object::acquire(kind, object, release, release_data, set_null_state) };
         let stored = payload.stored_pointer();
         let details = Details {
             payload: Some(payload),
@@ -283,11 +320,19 @@ pub(crate) unsafe fn register_raw(manager: &ManagerInner, registration: Registra
         Ok(handle) => Ok(Handle::from_issued(handle)),
         Err(_) => Err(Error::new(
             ErrorCode::TableFull,
-            format!("handle table full ({} slots): nothing registered", table().capacity()),
+            format!(
+                "handle table full ({} slots): nothing registered",
+                table().capacity()
+            ),
         )),
     }
 }
 
 fn c_string(name: String, what: &str) -> Result<CString> {
-    CString::new(name).map_err(|_| Error::new(ErrorCode::InvalidArgument, format!("{what} contains a NUL byte")))
+    CString::new(name).map_err(|_| {
+        Error::new(
+            ErrorCode::InvalidArgument,
+            format!("{what} contains a NUL byte"),
+        )
+    })
 }

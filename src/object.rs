@@ -78,16 +78,28 @@ pub type ReleaseFn = unsafe extern "C" fn(object: *mut c_void, user_data: *mut c
 #[derive(Debug)]
 pub(crate) enum Payload {
     /// A strong reference to a `GstObject`.
-    GstObject { object: NonNull<gst_sys::GstObject>, set_null_state: bool },
+    GstObject {
+        object: NonNull<gst_sys::GstObject>,
+        set_null_state: bool,
+    },
     /// A strong reference to a `GObject`.
     GObject { object: NonNull<GObject> },
     /// A strong reference to a `GstMiniObject`.
-    MiniObject { object: NonNull<gst_sys::GstMiniObject> },
+    MiniObject {
+        object: NonNull<gst_sys::GstMiniObject>,
+    },
     /// A caller's pointer and release function.
-    Pointer { object: *mut c_void, release: Option<ReleaseFn>, data: *mut c_void },
+    Pointer {
+        object: *mut c_void,
+        release: Option<ReleaseFn>,
+        data: *mut c_void,
+    },
     /// A weak reference (boxed: a `GWeakRef` must not move while initialised)
     /// and the object's address (fixed for its life), for accesses to unref.
-    Weak { weak: NonNull<GWeakRef>, address: NonNull<c_void> },
+    Weak {
+        weak: NonNull<GWeakRef>,
+        address: NonNull<c_void>,
+    },
 }
 
 // SAFETY: GObject and GstMiniObject reference counting is thread-safe, a
@@ -160,7 +172,10 @@ impl Payload {
     /// Exactly once per registration: consumes the payload.
     pub(crate) fn release(self) {
         match self {
-            Payload::GstObject { object, set_null_state } => {
+            Payload::GstObject {
+                object,
+                set_null_state,
+            } => {
                 if set_null_state {
                     set_element_state_null(object);
                 }
@@ -170,8 +185,14 @@ impl Payload {
             // SAFETY: as above.
             Payload::GObject { object } => unsafe { gobject_sys::g_object_unref(object.as_ptr()) },
             // SAFETY: as above.
-            Payload::MiniObject { object } => unsafe { gst_sys::gst_mini_object_unref(object.as_ptr()) },
-            Payload::Pointer { object, release, data } => {
+            Payload::MiniObject { object } => unsafe {
+                gst_sys::gst_mini_object_unref(object.as_ptr())
+            },
+            Payload::Pointer {
+                object,
+                release,
+                data,
+            } => {
                 if let Some(release) = release {
                     // SAFETY: the caller registered this function for this
                     // pointer and data; it is called exactly once, here.
@@ -280,7 +301,11 @@ fn type_c_name(gtype: GType) -> &'static CStr {
     // SAFETY: GType names are NUL-terminated static strings, never freed.
     let name = unsafe { CStr::from_ptr(name) };
     // GType names are ASCII by g_type_register_*'s own check; be sure.
-    if name.to_str().is_err() { c"(non-UTF-8 GType name)" } else { name }
+    if name.to_str().is_err() {
+        c"(non-UTF-8 GType name)"
+    } else {
+        name
+    }
 }
 
 fn type_name_of(gtype: GType) -> &'static str {
@@ -294,7 +319,11 @@ fn type_name_of(gtype: GType) -> &'static str {
 /// # Safety
 /// `object` must point at a live object of one of the shapes the kind names
 /// (any pointer for [`Kind::Pointer`]).
-pub(crate) unsafe fn validate(kind: Kind, object: NonNull<c_void>, check: bool) -> Result<&'static CStr, Error> {
+pub(crate) unsafe fn validate(
+    kind: Kind,
+    object: NonNull<c_void>,
+    check: bool,
+) -> Result<&'static CStr, Error> {
     if kind == Kind::Pointer {
         return Ok(c"pointer");
     }
@@ -322,7 +351,11 @@ pub(crate) unsafe fn validate(kind: Kind, object: NonNull<c_void>, check: bool) 
             "object {:p} is a {} (a GstMiniObject), not a {} ({})",
             object,
             type_name_of(gtype),
-            if kind == Kind::GstObject { "GstObject" } else { "GObject" },
+            if kind == Kind::GstObject {
+                "GstObject"
+            } else {
+                "GObject"
+            },
             kind.name()
         ))),
         (_, Some(Shape::Instance(gtype))) => {
@@ -371,21 +404,35 @@ pub(crate) unsafe fn acquire(
         match kind {
             Kind::GstObject => {
                 gst_sys::gst_object_ref_sink(object.as_ptr() as gpointer);
-                Payload::GstObject { object: object.cast(), set_null_state }
+                Payload::GstObject {
+                    object: object.cast(),
+                    set_null_state,
+                }
             }
             Kind::GObject => {
                 gobject_sys::g_object_ref_sink(object.as_ptr().cast());
-                Payload::GObject { object: object.cast() }
+                Payload::GObject {
+                    object: object.cast(),
+                }
             }
             Kind::MiniObject => {
                 gst_sys::gst_mini_object_ref(object.as_ptr().cast());
-                Payload::MiniObject { object: object.cast() }
+                Payload::MiniObject {
+                    object: object.cast(),
+                }
             }
-            Kind::Pointer => Payload::Pointer { object: object.as_ptr(), release, data: release_data },
+            Kind::Pointer => Payload::Pointer {
+                object: object.as_ptr(),
+                release,
+                data: release_data,
+            },
             Kind::WeakGObject => {
                 let weak = Box::into_raw(Box::new(core::mem::zeroed::<GWeakRef>()));
                 gobject_sys::g_weak_ref_init(weak, object.as_ptr().cast());
-                Payload::Weak { weak: NonNull::new_unchecked(weak), address: object }
+                Payload::Weak {
+                    weak: NonNull::new_unchecked(weak),
+                    address: object,
+                }
             }
         }
     }

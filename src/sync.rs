@@ -1,7 +1,7 @@
 //! One switch between the standard library's synchronisation primitives and
 //! [loom]'s model-checked ones (`RUSTFLAGS="--cfg loom"`), after sharded-slab's
 //! `src/sync.rs`. Everything in the table that is shared between threads goes
-//! through this module, so the loom models in `tests/loom.rs` exercise the
+//! through this module, so the loom models in `src/table/loom.rs` exercise the
 //! real code, not a copy of it.
 //!
 //! [loom]: https://docs.rs/loom

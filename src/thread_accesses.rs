@@ -1,90 +1,295 @@
-//! Which handles the current thread is inside an access of, so that
-//! `unregister_sync` can refuse to wait for itself (`WouldDeadlock`).
+//! Which handles the current thread is inside an access of (so that
+//! `unregister_sync` can refuse to wait for itself, `WouldDeadlock`), and
+//! which handles it is releasing (so that a release function or cleanup that
+//! sync-unregisters its own handle is told `Released` instead of waiting).
 //!
-//! Each thread keeps a fixed array of [`TRACKED`] handle values: an access
-//! pushes its handle when it begins and removes the most recent equal entry
-//! when it ends. An access ended on another thread than it began (a goroutine
-//! that moved between two cgo calls) leaves its entry behind; when the array
-//! is full, entries whose handle has no access in flight any more are purged,
-//! and failing that the oldest entry is dropped. So detection is exact for
-//! accesses begun and ended on one thread and nested at most [`TRACKED`]
-//! deep, best-effort otherwise, and the memory is fixed: nothing grows, leaks,
-//! or touches the handle's counts. No allocation, no lock, no atomic: only
-//! this thread reads or writes its array.
+//! # Accesses
+//!
+//! Each thread owns a block of [`TRACKED`] entries. An access pushes its
+//! handle when it begins and removes the most recent equal entry when it
+//! ends on the same thread. Only the owning thread writes its entries
+//! (relaxed stores: plain moves, no read-modify-write on the access path);
+//! other threads only read them.
+//!
+//! An access may end on another thread than it began (a goroutine that moved
+//! between two cgo calls). That thread finds no entry of its own, so it looks
+//! for a thread whose entries hold the handle and posts the handle to that
+//! thread's *mailbox* (a small mutex-guarded list: this path is rare). The
+//! owner drains its mailbox, removing one entry per posted handle, before it
+//! answers [`contains`] and before it compacts a full block. Attribution is
+//! exact when one thread began accesses of that handle, best-effort when
+//! several did (the note may go to the wrong one). A full block first drops
+//! entries whose handle has no access in flight, then the oldest. So memory
+//! is fixed, nothing leaks, and the handle's counts are never touched.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// How many accesses per thread are tracked for deadlock detection.
 pub const TRACKED: usize = 16;
 
-struct Tracker {
-    handles: [Cell<u64>; TRACKED],
-    len: Cell<usize>,
+struct Block {
+    /// Handles of accesses begun on the owning thread; written only by it.
+    entries: [AtomicU64; TRACKED],
+    /// How many entries are in use; written only by the owning thread.
+    len: AtomicUsize,
+    /// Handles whose access (begun here) was ended on another thread.
+    mailbox: Mutex<Vec<u64>>,
+}
+
+/// Every live thread's block, for foreign ends to search.
+fn registry() -> &'static Mutex<Vec<Arc<Block>>> {
+    static REGISTRY: OnceLock<Mutex<Vec<Arc<Block>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// The owning thread's handle on its block; unregisters it at thread exit.
+struct Owner(Arc<Block>);
+
+impl Owner {
+    fn new() -> Owner {
+        let block = Arc::new(Block {
+            entries: [const { AtomicU64::new(0) }; TRACKED],
+            len: AtomicUsize::new(0),
+            mailbox: Mutex::new(Vec::new()),
+        });
+        registry()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(block.clone());
+        Owner(block)
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let mut all = registry().lock().unwrap_or_else(PoisonError::into_inner);
+        all.retain(|block| !Arc::ptr_eq(block, &self.0));
+    }
 }
 
 thread_local! {
-    static TRACKER: Tracker = const {
-        Tracker { handles: [const { Cell::new(0) }; TRACKED], len: Cell::new(0) }
-    };
+    static OWNER: Owner = Owner::new();
+    /// Handles whose release this thread is carrying out (nested releases:
+    /// a release function or cleanup may unregister other handles).
+    static RELEASING: [Cell<u64>; TRACKED] = const { [const { Cell::new(0) }; TRACKED] };
+}
+
+impl Block {
+    fn len(&self) -> usize {
+        // Relaxed: only the owner writes `len`, and only the owner calls this.
+        self.len.load(Ordering::Relaxed)
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        self.entries[i].load(Ordering::Relaxed)
+    }
+
+    /// Remove the most recent entry equal to `handle`; owner only.
+    fn remove_local(&self, handle: u64) -> bool {
+        let len = self.len();
+        let Some(i) = (0..len).rev().find(|&i| self.get(i) == handle) else {
+            return false;
+        };
+        for j in i..len - 1 {
+            self.entries[j].store(self.get(j + 1), Ordering::Relaxed);
+        }
+        self.entries[len - 1].store(0, Ordering::Relaxed);
+        self.len.store(len - 1, Ordering::Relaxed);
+        true
+    }
+
+    /// Apply the notes of accesses ended elsewhere; owner only.
+    #[cold]
+    fn drain_mailbox(&self) {
+        let posted =
+            std::mem::take(&mut *self.mailbox.lock().unwrap_or_else(PoisonError::into_inner));
+        for handle in posted {
+            self.remove_local(handle);
+        }
+    }
+
+    /// Whether another thread may hold `handle` here (read by foreign ends).
+    fn holds(&self, handle: u64) -> bool {
+        self.entries
+            .iter()
+            .any(|entry| entry.load(Ordering::Relaxed) == handle)
+    }
 }
 
 /// Record that this thread began an access of `handle`. `in_flight` tells
 /// whether a recorded handle still has accesses in flight (used only when full).
 #[inline]
 pub(crate) fn push(handle: u64, in_flight: impl Fn(u64) -> bool) {
-    // `try_with`: during thread teardown the tracker may be gone; tracking is
-    // best-effort, the access itself is unaffected.
-    let _ = TRACKER.try_with(|t| {
-        let mut len = t.len.get();
+    // `try_with`: during thread teardown the block may be gone; tracking is
+    // best-effort there, the access itself is unaffected.
+    let _ = OWNER.try_with(|owner| {
+        let block = &owner.0;
+        let mut len = block.len();
         if len == TRACKED {
-            len = t.compact(&in_flight);
+            len = block.compact(&in_flight);
         }
-        t.handles[len].set(handle);
-        t.len.set(len + 1);
+        block.entries[len].store(handle, Ordering::Relaxed);
+        block.len.store(len + 1, Ordering::Relaxed);
     });
 }
 
-/// Record that this thread ended an access of `handle` (if it began it).
+/// Record that an access of `handle` ended on this thread.
 #[inline]
 pub(crate) fn remove(handle: u64) {
-    let _ = TRACKER.try_with(|t| {
-        let len = t.len.get();
-        // Most recent first: accesses nest, so this is usually the last entry.
-        if let Some(i) = (0..len).rev().find(|&i| t.handles[i].get() == handle) {
-            for j in i..len - 1 {
-                t.handles[j].set(t.handles[j + 1].get());
-            }
-            t.len.set(len - 1);
+    let removed = OWNER
+        .try_with(|owner| owner.0.remove_local(handle))
+        .unwrap_or(true);
+    if !removed {
+        post_foreign_end(handle);
+    }
+}
+
+/// An access of `handle` ended on this thread but began elsewhere: tell the
+/// thread that holds it.
+#[cold]
+fn post_foreign_end(handle: u64) {
+    let all = registry().lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(block) = all.iter().find(|block| block.holds(handle)) {
+        let mut mailbox = block.mailbox.lock().unwrap_or_else(PoisonError::into_inner);
+        if mailbox.len() < TRACKED {
+            mailbox.push(handle);
         }
-    });
+    }
 }
 
 /// Whether this thread is inside an access of `handle` that it began.
 pub(crate) fn contains(handle: u64) -> bool {
-    TRACKER
-        .try_with(|t| (0..t.len.get()).any(|i| t.handles[i].get() == handle))
-        .unwrap_or(false)
+    // 0 is never a handle (and never pushed: only live handles are).
+    handle != 0
+        && OWNER
+            .try_with(|owner| {
+                owner.0.drain_mailbox();
+                (0..owner.0.len()).any(|i| owner.0.get(i) == handle)
+            })
+            .unwrap_or(false)
 }
 
-impl Tracker {
+impl Block {
     /// Drop entries with no access in flight; if none, drop the oldest.
-    /// Returns the new length (always < TRACKED).
+    /// Returns the new length (always < TRACKED). Owner only.
     #[cold]
     fn compact(&self, in_flight: &dyn Fn(u64) -> bool) -> usize {
+        self.drain_mailbox();
         let mut kept = 0;
-        for i in 0..TRACKED {
-            let handle = self.handles[i].get();
+        for i in 0..self.len() {
+            let handle = self.get(i);
             if in_flight(handle) {
-                self.handles[kept].set(handle);
+                self.entries[kept].store(handle, Ordering::Relaxed);
                 kept += 1;
             }
         }
         if kept == TRACKED {
             for i in 0..TRACKED - 1 {
-                self.handles[i].set(self.handles[i + 1].get());
+                self.entries[i].store(self.get(i + 1), Ordering::Relaxed);
             }
             kept = TRACKED - 1;
         }
+        for i in kept..TRACKED {
+            self.entries[i].store(0, Ordering::Relaxed);
+        }
+        self.len.store(kept, Ordering::Relaxed);
         kept
+    }
+}
+
+/// Mark that this thread carries out the release of `handle` until the
+/// returned guard drops. Deeper nesting than [`TRACKED`] is not recorded.
+pub(crate) fn releasing(handle: u64) -> ReleasingGuard {
+    let recorded = RELEASING
+        .try_with(|slots| match slots.iter().find(|slot| slot.get() == 0) {
+            Some(slot) => {
+                slot.set(handle);
+                true
+            }
+            None => false,
+        })
+        .unwrap_or(false);
+    ReleasingGuard { handle, recorded }
+}
+
+/// Whether this thread is carrying out the release of `handle`.
+pub(crate) fn is_releasing(handle: u64) -> bool {
+    // 0 marks a free mark slot, and is never a handle.
+    handle != 0
+        && RELEASING
+            .try_with(|slots| slots.iter().any(|slot| slot.get() == handle))
+            .unwrap_or(false)
+}
+
+/// Ends a [`releasing`] mark.
+pub(crate) struct ReleasingGuard {
+    handle: u64,
+    recorded: bool,
+}
+
+impl Drop for ReleasingGuard {
+    fn drop(&mut self) {
+        if self.recorded {
+            let _ = RELEASING.try_with(|slots| {
+                if let Some(slot) = slots.iter().rev().find(|slot| slot.get() == self.handle) {
+                    slot.set(0);
+                }
+            });
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_accesses_are_tracked_and_removed() {
+        push(7, |_| true);
+        push(9, |_| true);
+        assert!(contains(7) && contains(9));
+        remove(9);
+        assert!(contains(7) && !contains(9));
+        remove(7);
+        assert!(!contains(7));
+    }
+
+    #[test]
+    fn an_end_on_another_thread_clears_the_beginning_threads_entry() {
+        let handle = 0xabcd_0001;
+        push(handle, |_| true);
+        assert!(contains(handle));
+        std::thread::spawn(move || remove(handle)).join().unwrap();
+        assert!(
+            !contains(handle),
+            "the foreign end was posted to this thread"
+        );
+    }
+
+    #[test]
+    fn a_full_block_drops_entries_without_accesses_first() {
+        for h in 1..=TRACKED as u64 {
+            push(0x1000 + h, |_| true);
+        }
+        // Only 0x1001 still has an access in flight.
+        push(0x2000, |h| h == 0x1001);
+        assert!(contains(0x1001) && contains(0x2000));
+        assert!(!contains(0x1002));
+        remove(0x2000);
+        remove(0x1001);
+    }
+
+    #[test]
+    fn releasing_marks_nest_and_clear() {
+        let a = releasing(5);
+        {
+            let _b = releasing(6);
+            assert!(is_releasing(5) && is_releasing(6));
+        }
+        assert!(is_releasing(5) && !is_releasing(6));
+        drop(a);
+        assert!(!is_releasing(5));
     }
 }

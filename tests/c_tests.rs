@@ -27,12 +27,14 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The directory holding the cdylib cargo built for this test run
-/// (`target/<profile>`), found from this test binary's own path.
+/// The directory holding the cdylib cargo built for this test run:
+/// `target/<profile>/deps`, next to this test binary. (Not the uplifted
+/// `target/<profile>/libgcsafety.so`, which only `cargo build` refreshes:
+/// `cargo test` rebuilds the copy in `deps/`.)
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/c_tests-<hash>
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
+    let dir = exe.parent().expect("target/<profile>/deps").to_path_buf();
     assert!(
         dir.join("libgcsafety.so").exists(),
         "libgcsafety.so not found in {} (cargo builds the cdylib for integration tests)",
@@ -49,13 +51,20 @@ fn library_dir() -> PathBuf {
 }
 
 fn pkg_config(args: &[&str]) -> Vec<String> {
-    let out = Command::new("pkg-config").args(args).output().expect("pkg-config runs");
+    let out = Command::new("pkg-config")
+        .args(args)
+        .output()
+        .expect("pkg-config runs");
     assert!(
         out.status.success(),
         "pkg-config {args:?} failed: {}\n(install libgstreamer1.0-dev: scripts/setup.sh)",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("utf-8").split_whitespace().map(str::to_owned).collect()
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn sources() -> Vec<PathBuf> {
@@ -66,7 +75,8 @@ fn sources() -> Vec<PathBuf> {
         .filter(|path| path.extension().is_some_and(|ext| ext == "c"))
         .filter(|path| {
             let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-            (stem.starts_with("test_") || stem.starts_with("dlopen_")) && only.as_ref().is_none_or(|o| *o == stem)
+            (stem.starts_with("test_") || stem.starts_with("dlopen_"))
+                && only.as_ref().is_none_or(|o| *o == stem)
         })
         .collect();
     files.sort();
@@ -78,27 +88,49 @@ fn compile(source: &Path, variant: Variant, out_dir: &Path) -> PathBuf {
     let stem = source.file_stem().unwrap().to_string_lossy().into_owned();
     let lib_dir = library_dir();
     let binary = out_dir.join(&stem);
-    let compiler = if variant == Variant::Sanitized { "clang" } else { "cc" };
+    let compiler = if variant == Variant::Sanitized {
+        "clang"
+    } else {
+        "cc"
+    };
     let mut cmd = Command::new(compiler);
-    cmd.args(["-std=c11", "-g", "-O1", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-pthread"])
-        .arg("-I")
-        .arg(manifest_dir().join("include"))
-        .arg("-I")
-        .arg(manifest_dir().join("c-tests"))
-        .args(pkg_config(&["--cflags", "gstreamer-1.0"]))
-        .arg(source)
-        .arg("-o")
-        .arg(&binary);
+    cmd.args([
+        "-std=c11",
+        "-g",
+        "-O1",
+        "-Wall",
+        "-Wextra",
+        "-Wpedantic",
+        "-Werror",
+        "-pthread",
+    ])
+    .arg("-I")
+    .arg(manifest_dir().join("include"))
+    .arg("-I")
+    .arg(manifest_dir().join("c-tests"))
+    .args(pkg_config(&["--cflags", "gstreamer-1.0"]))
+    .arg(source)
+    .arg("-o")
+    .arg(&binary);
     if variant == Variant::Sanitized {
-        cmd.args(["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]);
+        cmd.args([
+            "-fsanitize=address,undefined",
+            "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=undefined",
+        ]);
     }
     if stem.starts_with("dlopen_") {
         cmd.arg("-ldl");
     } else {
-        cmd.arg("-L").arg(&lib_dir).arg("-lgcsafety").arg(format!("-Wl,-rpath,{}", lib_dir.display()));
+        cmd.arg("-L")
+            .arg(&lib_dir)
+            .arg("-lgcsafety")
+            .arg(format!("-Wl,-rpath,{}", lib_dir.display()));
     }
     cmd.args(pkg_config(&["--libs", "gstreamer-1.0"]));
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {compiler}: {e} (scripts/setup.sh installs it)"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e} (scripts/setup.sh installs it)"));
     assert!(
         out.status.success(),
         "compiling {} failed:\n{}{}",
@@ -112,8 +144,14 @@ fn compile(source: &Path, variant: Variant, out_dir: &Path) -> PathBuf {
 fn run(binary: &Path, variant: Variant) -> Result<(), String> {
     // dlopen tests unload the library without gcs_shutdown (not in this
     // version), leaving its statics unreachable: see the .supp file.
-    let dlopen = binary.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dlopen_"));
-    let lsan_suppressions = if dlopen { "c-tests/dlclose-without-shutdown.lsan" } else { "c-tests/lsan.supp" };
+    let dlopen = binary
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("dlopen_"));
+    let lsan_suppressions = if dlopen {
+        "c-tests/dlclose-without-shutdown.lsan"
+    } else {
+        "c-tests/lsan.supp"
+    };
     let mut cmd = match variant {
         Variant::Valgrind => {
             let mut cmd = Command::new("valgrind");
@@ -125,7 +163,10 @@ fn run(binary: &Path, variant: Variant) -> Result<(), String> {
                 "--track-origins=yes",
                 "--suppressions=/usr/share/glib-2.0/valgrind/glib.supp",
             ])
-            .arg(format!("--suppressions={}", manifest_dir().join("c-tests/gstreamer.supp").display()));
+            .arg(format!(
+                "--suppressions={}",
+                manifest_dir().join("c-tests/gstreamer.supp").display()
+            ));
             if dlopen {
                 let extra = manifest_dir().join("c-tests/dlclose-without-shutdown.supp");
                 cmd.arg(format!("--suppressions={}", extra.display()));
@@ -138,12 +179,23 @@ fn run(binary: &Path, variant: Variant) -> Result<(), String> {
     cmd.env("GCS_LIBRARY_PATH", library_dir().join("libgcsafety.so"))
         .env("GCS_SYMBOLS_FILE", manifest_dir().join("gcsafety.symbols"))
         .env("GST_REGISTRY_FORK", "no")
-        .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
-        .env("LSAN_OPTIONS", format!("suppressions={}", manifest_dir().join(lsan_suppressions).display()))
+        .env(
+            "ASAN_OPTIONS",
+            "detect_leaks=1:abort_on_error=0:halt_on_error=1",
+        )
+        .env(
+            "LSAN_OPTIONS",
+            format!(
+                "suppressions={}",
+                manifest_dir().join(lsan_suppressions).display()
+            ),
+        )
         .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         .env("G_SLICE", "always-malloc")
         .env("G_DEBUG", "gc-friendly");
-    let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -158,18 +210,29 @@ fn run(binary: &Path, variant: Variant) -> Result<(), String> {
 }
 
 fn run_all(variant: Variant) {
-    let out_dir = library_dir().join("c-tests").join(format!("{variant:?}").to_lowercase());
+    let out_dir = library_dir()
+        .join("c-tests")
+        .join(format!("{variant:?}").to_lowercase());
     std::fs::create_dir_all(&out_dir).expect("create output dir");
     let mut failures = Vec::new();
     let sources = sources();
     for source in &sources {
         let binary = compile(source, variant, &out_dir);
         match run(&binary, variant) {
-            Ok(()) => eprintln!("c-test {} ({variant:?}): ok", source.file_stem().unwrap().to_string_lossy()),
+            Ok(()) => eprintln!(
+                "c-test {} ({variant:?}): ok",
+                source.file_stem().unwrap().to_string_lossy()
+            ),
             Err(failure) => failures.push(failure),
         }
     }
-    assert!(failures.is_empty(), "{} of {} C tests failed:\n{}", failures.len(), sources.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} C tests failed:\n{}",
+        failures.len(),
+        sources.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -4,9 +4,11 @@
 
 #[test]
 fn committed_header_is_up_to_date() {
-    let generated = std::fs::read_to_string(env!("GCS_GENERATED_HEADER")).expect("build.rs generated the header");
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/gcsafety.h"))
-        .expect("include/gcsafety.h is committed");
+    let generated = std::fs::read_to_string(env!("GCS_GENERATED_HEADER"))
+        .expect("build.rs generated the header");
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/gcsafety.h"))
+            .expect("include/gcsafety.h is committed");
     assert!(
         generated == committed,
         "include/gcsafety.h is stale: run `GCS_REGENERATE_HEADER=1 cargo build` and commit it"
@@ -15,10 +17,27 @@ fn committed_header_is_up_to_date() {
 
 #[test]
 fn header_includes_only_standard_headers() {
-    let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/gcsafety.h")).unwrap();
-    let includes: Vec<&str> = header.lines().filter(|l| l.trim_start().starts_with("#include")).collect();
-    assert_eq!(includes, ["#include <stdint.h>", "#include <stddef.h>", "#include <stdbool.h>"]);
-    for required in ["#define GCS_ABI_VERSION 1", "#define GCS_INVALID_HANDLE 0", "#ifndef GCSAFETY_H", "extern \"C\""] {
+    let header =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/gcsafety.h"))
+            .unwrap();
+    let includes: Vec<&str> = header
+        .lines()
+        .filter(|l| l.trim_start().starts_with("#include"))
+        .collect();
+    assert_eq!(
+        includes,
+        [
+            "#include <stdint.h>",
+            "#include <stddef.h>",
+            "#include <stdbool.h>"
+        ]
+    );
+    for required in [
+        "#define GCS_ABI_VERSION 1",
+        "#define GCS_INVALID_HANDLE 0",
+        "#ifndef GCSAFETY_H",
+        "extern \"C\"",
+    ] {
         assert!(header.contains(required), "header lacks {required}");
     }
 }

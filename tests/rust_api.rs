@@ -13,7 +13,10 @@ fn init() {
 }
 
 fn element(factory: &str, name: &str) -> gst::Element {
-    gst::ElementFactory::make(factory).name(name).build().expect("element from gstreamer1.0-plugins-base/core")
+    gst::ElementFactory::make(factory)
+        .name(name)
+        .build()
+        .expect("element from gstreamer1.0-plugins-base/core")
 }
 
 #[test]
@@ -48,15 +51,26 @@ fn a_panic_inside_an_access_is_caught_and_invalidates() {
     init();
     let identity = element("identity", "panicky");
     let weak = identity.downgrade();
-    let handle = Registration::gst_object(&identity).instance_name("panicky").register().unwrap();
+    let handle = Registration::gst_object(&identity)
+        .instance_name("panicky")
+        .register()
+        .unwrap();
     drop(identity);
-    let err = handle.safe_access(|_| -> () { panic!("boom in user code") }).unwrap_err();
+    let err = handle
+        .safe_access(|_| -> () { panic!("boom in user code") })
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Panic);
-    assert!(err.message().contains("panic during object access"), "{err}");
+    assert!(
+        err.message().contains("panic during object access"),
+        "{err}"
+    );
     assert!(err.message().contains("boom in user code"), "{err}");
     assert!(!handle.is_valid());
     assert_eq!(handle.info().unwrap().state, HandleState::Invalidated);
-    assert_eq!(handle.safe_access(|_| ()).unwrap_err().code(), ErrorCode::Invalidated);
+    assert_eq!(
+        handle.safe_access(|_| ()).unwrap_err().code(),
+        ErrorCode::Invalidated
+    );
     assert!(weak.upgrade().is_some(), "invalidated, not released");
     handle.unregister().unwrap();
     assert!(weak.upgrade().is_none());
@@ -72,7 +86,10 @@ fn an_access_guard_may_end_on_another_thread_and_release_there() {
     let guard = handle.access().unwrap();
     handle.unregister().unwrap();
     assert!(!handle.is_valid(), "refused at once");
-    assert!(weak.upgrade().is_some(), "kept alive by the access in flight");
+    assert!(
+        weak.upgrade().is_some(),
+        "kept alive by the access in flight"
+    );
     let (tx, rx) = mpsc::channel();
     let worker = thread::spawn(move || {
         drop(guard); // the last access ends here: the release happens on this thread
@@ -87,7 +104,11 @@ fn an_access_guard_may_end_on_another_thread_and_release_there() {
 fn mini_objects_keep_their_own_reference() {
     init();
     let buffer = gst::Buffer::with_size(1024).unwrap();
-    let handle = Registration::mini_object(&buffer).instance_name("frame-1").size_bytes(1024).register().unwrap();
+    let handle = Registration::mini_object(&buffer)
+        .instance_name("frame-1")
+        .size_bytes(1024)
+        .register()
+        .unwrap();
     let info = handle.info().unwrap();
     assert_eq!(info.kind, Kind::MiniObject);
     assert_eq!(info.type_name, "GstBuffer");
@@ -106,7 +127,9 @@ fn weak_handles_do_not_keep_objects_alive() {
     let object = glib::Object::new::<glib::Object>();
     let handle = Registration::weak_gobject(&object).register().unwrap();
     assert_eq!(object.ref_count(), 1, "no strong reference taken");
-    handle.safe_access(|_| assert_eq!(object.ref_count(), 2, "upgraded for the access")).unwrap();
+    handle
+        .safe_access(|_| assert_eq!(object.ref_count(), 2, "upgraded for the access"))
+        .unwrap();
     assert_eq!(object.ref_count(), 1);
     drop(object);
     let err = handle.safe_access(|_| ()).unwrap_err();
@@ -126,7 +149,10 @@ fn unregister_inside_an_access_releases_when_it_ends() {
             handle.unregister().unwrap();
             assert!(weak.upgrade().is_some(), "alive until the access ends");
             // Its release waits for this very access: waiting would never end.
-            assert_eq!(handle.unregister_sync(None).unwrap_err().code(), ErrorCode::WouldDeadlock);
+            assert_eq!(
+                handle.unregister_sync(None).unwrap_err().code(),
+                ErrorCode::WouldDeadlock
+            );
             assert_eq!(handle.unregister().unwrap_err().code(), ErrorCode::Released);
         })
         .unwrap();
@@ -145,7 +171,9 @@ fn unregister_sync_inside_its_own_access_would_deadlock_and_changes_nothing() {
             assert!(handle.is_valid());
         })
         .unwrap();
-    handle.unregister_sync(Some(std::time::Duration::from_secs(1))).unwrap();
+    handle
+        .unregister_sync(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
     assert_eq!(element.ref_count(), 1);
 }
 

@@ -9,8 +9,12 @@ use std::process::Command;
 #[test]
 fn exported_symbols_match_the_checked_in_list() {
     let exe = std::env::current_exe().unwrap();
-    let library: PathBuf = exe.parent().and_then(|d| d.parent()).unwrap().join("libgcsafety.so");
-    let out = Command::new("nm").args(["-D", "--defined-only", "--format=posix"]).arg(&library).output();
+    // target/<profile>/deps/libgcsafety.so: the cdylib `cargo test` rebuilt.
+    let library: PathBuf = exe.parent().unwrap().join("libgcsafety.so");
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only", "--format=posix"])
+        .arg(&library)
+        .output();
     let out = out.expect("nm (binutils) is installed");
     assert!(out.status.success(), "nm failed on {}", library.display());
     let mut exported: Vec<String> = String::from_utf8(out.stdout)
@@ -21,7 +25,8 @@ fn exported_symbols_match_the_checked_in_list() {
         .map(str::to_owned)
         .collect();
     exported.sort();
-    let listed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gcsafety.symbols")).unwrap();
+    let listed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gcsafety.symbols")).unwrap();
     let mut listed: Vec<String> = listed
         .lines()
         .map(str::trim)
@@ -29,11 +34,17 @@ fn exported_symbols_match_the_checked_in_list() {
         .map(str::to_owned)
         .collect();
     listed.sort();
-    assert_eq!(exported, listed, "exported gcs_ symbols differ from gcsafety.symbols");
+    assert_eq!(
+        exported, listed,
+        "exported gcs_ symbols differ from gcsafety.symbols"
+    );
     // Every listed symbol is declared in the header.
-    let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/gcsafety.h")).unwrap();
+    let header =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/gcsafety.h"))
+            .unwrap();
     for symbol in &listed {
-        let declared = header.contains(&format!(" {symbol}(")) || header.contains(&format!("*{symbol}("));
+        let declared =
+            header.contains(&format!(" {symbol}(")) || header.contains(&format!("*{symbol}("));
         assert!(declared, "{symbol} is not declared in include/gcsafety.h");
     }
 }

@@ -9,7 +9,8 @@ use crate::ffi::error::GcsResult;
 
 /// Called when tracked memory is above `memory_limit_bytes`:
 /// `memory_pressure(tracked_bytes, user_data)`.
-pub type GcsMemoryPressureFn = Option<unsafe extern "C" fn(tracked_bytes: u64, user_data: *mut c_void)>;
+pub type GcsMemoryPressureFn =
+    Option<unsafe extern "C" fn(tracked_bytes: u64, user_data: *mut c_void)>;
 
 /// A manager's configuration. Fill it with `gcs_config_init`, then change
 /// fields. Version 1 of the struct; `struct_size` must be at least its size.

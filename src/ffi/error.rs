@@ -136,7 +136,11 @@ pub extern "C" fn gcs_result_to_string(result: GcsResultValue) -> *const c_char 
 pub extern "C" fn gcs_last_error() -> *const c_char {
     ffi_boundary!(c"".as_ptr(), {
         LAST_ERROR
-            .try_with(|last| last.borrow().as_ref().map_or(c"".as_ptr(), |message| message.as_ptr()))
+            .try_with(|last| {
+                last.borrow()
+                    .as_ref()
+                    .map_or(c"".as_ptr(), |message| message.as_ptr())
+            })
             .unwrap_or(c"".as_ptr())
     })
 }
@@ -149,8 +153,20 @@ mod tests {
     fn every_code_has_the_same_text_in_rust_and_c() {
         use ErrorCode::*;
         for code in [
-            InvalidHandle, Released, Invalidated, NullArgument, WrongType, CallbackFailed, Panic, TableFull,
-            ShutDown, Timeout, WouldDeadlock, NotAccessing, InvalidArgument, AlreadyInitialized,
+            InvalidHandle,
+            Released,
+            Invalidated,
+            NullArgument,
+            WrongType,
+            CallbackFailed,
+            Panic,
+            TableFull,
+            ShutDown,
+            Timeout,
+            WouldDeadlock,
+            NotAccessing,
+            InvalidArgument,
+            AlreadyInitialized,
         ] {
             let c = gcs_result_to_string(code.to_raw());
             // SAFETY: a static NUL-terminated string.

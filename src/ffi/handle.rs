@@ -98,7 +98,8 @@ pub type GcsReleaseFn = Option<unsafe extern "C" fn(object: *mut c_void, user_da
 /// Runs on the calling thread, inside the access; it may call any gcs_
 /// function (including gcs_unregister of its own handle). It must not
 /// longjmp or throw through the library.
-pub type GcsAccessFn = Option<unsafe extern "C" fn(object: *mut c_void, user_data: *mut c_void) -> c_int>;
+pub type GcsAccessFn =
+    Option<unsafe extern "C" fn(object: *mut c_void, user_data: *mut c_void) -> c_int>;
 
 /// A full registration (for `gcs_register_full`). Version 1 of the struct.
 #[repr(C)]
@@ -179,7 +180,12 @@ fn optional_str(name: &str, value: *const c_char) -> Result<Option<String>> {
     value
         .to_str()
         .map(|value| Some(value.to_owned()))
-        .map_err(|_| Error::new(ErrorCode::InvalidArgument, format!("{name} is not valid UTF-8")))
+        .map_err(|_| {
+            Error::new(
+                ErrorCode::InvalidArgument,
+                format!("{name} is not valid UTF-8"),
+            )
+        })
 }
 
 /// Write `value` to an out-parameter (already checked non-NULL).
@@ -191,7 +197,10 @@ fn write_out<T>(out: *mut T, value: T) {
 
 fn handle_out_checked(func: &str, handle_out: *mut GcsHandle) -> Result<()> {
     if handle_out.is_null() {
-        return Err(Error::new(ErrorCode::NullArgument, format!("{func}: handle_out is NULL")));
+        return Err(Error::new(
+            ErrorCode::NullArgument,
+            format!("{func}: handle_out is NULL"),
+        ));
     }
     Ok(())
 }
@@ -225,7 +234,10 @@ pub extern "C" fn gcs_register(
 /// See `GcsRegistration`. `*handle_out` is written only on success; on error
 /// nothing is registered and no reference is kept.
 #[unsafe(no_mangle)]
-pub extern "C" fn gcs_register_full(registration: *const GcsRegistration, handle_out: *mut GcsHandle) -> GcsResult {
+pub extern "C" fn gcs_register_full(
+    registration: *const GcsRegistration,
+    handle_out: *mut GcsHandle,
+) -> GcsResult {
     ffi_result!({
         let registration = sized_struct!("gcs_register_full", registration, GcsRegistration);
         handle_out_checked("gcs_register_full", handle_out)?;
@@ -238,7 +250,10 @@ pub extern "C" fn gcs_register_full(registration: *const GcsRegistration, handle
             ));
         }
         let kind = Kind::from_raw(r.kind).ok_or_else(|| {
-            Error::new(ErrorCode::InvalidArgument, format!("gcs_register_full: kind {} is not a GcsObjectKind", r.kind))
+            Error::new(
+                ErrorCode::InvalidArgument,
+                format!("gcs_register_full: kind {} is not a GcsObjectKind", r.kind),
+            )
         })?;
         const KNOWN: u32 = GcsRegisterFlags::GCS_REGISTER_SET_NULL_STATE as u32
             | GcsRegisterFlags::GCS_REGISTER_CAPTURE_STACK as u32;
@@ -282,10 +297,17 @@ pub extern "C" fn gcs_register_full(registration: *const GcsRegistration, handle
 /// access" in gcs_last_error()). The callback runs on this thread with no
 /// library lock held and may re-enter the library.
 #[unsafe(no_mangle)]
-pub extern "C" fn gcs_safe_access(handle: GcsHandle, callback: GcsAccessFn, user_data: *mut c_void) -> GcsResult {
+pub extern "C" fn gcs_safe_access(
+    handle: GcsHandle,
+    callback: GcsAccessFn,
+    user_data: *mut c_void,
+) -> GcsResult {
     ffi_boundary!(GcsResult::GCS_ERROR_PANIC, {
         let Some(callback) = callback else {
-            return record(&Error::new(ErrorCode::NullArgument, "gcs_safe_access: callback is NULL"));
+            return record(&Error::new(
+                ErrorCode::NullArgument,
+                "gcs_safe_access: callback is NULL",
+            ));
         };
         // SAFETY: the ABI requires `callback` to be callable with
         // (object, user_data); the object is kept alive across the call.
@@ -304,7 +326,10 @@ pub extern "C" fn gcs_safe_access(handle: GcsHandle, callback: GcsAccessFn, user
 pub extern "C" fn gcs_access_begin(handle: GcsHandle, object_out: *mut *mut c_void) -> GcsResult {
     ffi_result!({
         if object_out.is_null() {
-            return Err(Error::new(ErrorCode::NullArgument, "gcs_access_begin: object_out is NULL"));
+            return Err(Error::new(
+                ErrorCode::NullArgument,
+                "gcs_access_begin: object_out is NULL",
+            ));
         }
         // The access's count stays held until gcs_access_end.
         let begun = handle::begin_access(handle)?;
@@ -342,12 +367,16 @@ pub extern "C" fn gcs_unregister(handle: GcsHandle) -> GcsResult {
 /// `GCS_TIMEOUT_INFINITE` waits as long as it takes). On timeout returns
 /// GCS_ERROR_TIMEOUT and the handle stays released-pending. Inside an access
 /// of the same handle begun on this thread, returns GCS_ERROR_WOULD_DEADLOCK
-/// at once and changes nothing. On a handle someone else unregistered whose
-/// release is pending, waits the same way, then returns GCS_ERROR_RELEASED.
+/// at once and changes nothing; from inside its own release (a release
+/// function), returns GCS_ERROR_RELEASED at once. On a handle someone else
+/// unregistered whose release is pending, waits the same way, then returns
+/// GCS_ERROR_RELEASED. Detection follows the thread that began an access;
+/// for accesses ended on another thread it is best-effort (see the README).
 #[unsafe(no_mangle)]
 pub extern "C" fn gcs_unregister_sync(handle: GcsHandle, timeout_ms: u32) -> GcsResult {
     ffi_result!({
-        let timeout = (timeout_ms != GCS_TIMEOUT_INFINITE).then(|| Duration::from_millis(timeout_ms.into()));
+        let timeout =
+            (timeout_ms != GCS_TIMEOUT_INFINITE).then(|| Duration::from_millis(timeout_ms.into()));
         handle::unregister_sync(handle, timeout)
     })
 }

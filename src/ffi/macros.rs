@@ -48,8 +48,16 @@ macro_rules! sized_struct {
             return Err($crate::Error::new(
                 $crate::ErrorCode::InvalidArgument,
                 format!(
-                    concat!($func, ": ", stringify!($arg), "->struct_size is {}, smaller than sizeof(",
-                        stringify!($ty), ") = {} (set it to sizeof(", stringify!($ty), "))"),
+                    concat!(
+                        $func,
+                        ": ",
+                        stringify!($arg),
+                        "->struct_size is {}, smaller than sizeof(",
+                        stringify!($ty),
+                        ") = {} (set it to sizeof(",
+                        stringify!($ty),
+                        "))"
+                    ),
                     size,
                     ::core::mem::size_of::<$ty>()
                 ),

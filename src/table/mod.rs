@@ -89,6 +89,13 @@ pub(crate) struct Claim<'t, P> {
     generation: u32,
 }
 
+impl<P> Claim<'_, P> {
+    /// The handle whose release is claimed.
+    pub(crate) fn handle(&self) -> u64 {
+        self.table.encode(self.index, self.generation)
+    }
+}
+
 impl<P> Drop for Claim<'_, P> {
     fn drop(&mut self) {
         self.table.complete_release(self.index, self.generation);
@@ -208,7 +215,10 @@ impl<P> Table<P> {
     /// Register: reserve a free slot, fill it with what `make` returns (called
     /// only once a slot is secured, so a full table takes no reference), publish
     /// it `Live`, and return the new handle.
-    pub(crate) fn insert(&self, make: impl FnOnce() -> (*mut c_void, Details<P>)) -> Result<u64, Refusal> {
+    pub(crate) fn insert(
+        &self,
+        make: impl FnOnce() -> (*mut c_void, Details<P>),
+    ) -> Result<u64, Refusal> {
         let (index, slot, generation) = loop {
             let index = match self.pop_free() {
                 Some(index) => index,
@@ -227,7 +237,8 @@ impl<P> Table<P> {
             }
             // Never issue 0 (one chance in 2^64 per issue): burn this
             // generation and recycle the slot, or retire it at the last one.
-            slot.state.store(Word::new(generation, Phase::Free, 0).0, Ordering::Relaxed);
+            slot.state
+                .store(Word::new(generation, Phase::Free, 0).0, Ordering::Relaxed);
             if generation < self.limits.max_generation {
                 self.push_free(index);
             }
@@ -236,7 +247,8 @@ impl<P> Table<P> {
         *slot.details() = details;
         slot.object.store(object, Ordering::Relaxed);
         // Release: publishes the object pointer and details to accessors.
-        slot.state.store(Word::new(generation, Phase::Live, 0).0, Ordering::Release);
+        slot.state
+            .store(Word::new(generation, Phase::Live, 0).0, Ordering::Release);
         Ok(self.encode(index, generation))
     }
 
@@ -253,7 +265,12 @@ impl<P> Table<P> {
             // The tag changes on every push and pop, so a head that was popped
             // and pushed back meanwhile (ABA) fails this exchange.
             let new = ((head >> 32).wrapping_add(1) << 32) | next as u64;
-            match self.free_head.compare_exchange_weak(head, new, Ordering::Acquire, Ordering::Acquire) {
+            match self.free_head.compare_exchange_weak(
+                head,
+                new,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return Some(top - 1),
                 Err(actual) => head = actual,
             }
@@ -268,7 +285,12 @@ impl<P> Table<P> {
             slot.next_free.store(head as u32, Ordering::Relaxed);
             let new = ((head >> 32).wrapping_add(1) << 32) | (index as u64 + 1);
             // Release: publishes `next_free` (and the slot's Free word) to the popper.
-            match self.free_head.compare_exchange_weak(head, new, Ordering::Release, Ordering::Relaxed) {
+            match self.free_head.compare_exchange_weak(
+                head,
+                new,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return,
                 Err(actual) => head = actual,
             }
@@ -326,14 +348,23 @@ impl<P> Table<P> {
             }
             // Acquire on success: see the registration's writes (module doc of
             // `slot`). Relaxed on failure: we only retry.
-            match slot.state.compare_exchange_weak(word.0, word.0 + 1, Ordering::Acquire, Ordering::Relaxed) {
+            match slot.state.compare_exchange_weak(
+                word.0,
+                word.0 + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(actual) => word = Word(actual),
             }
         }
         // Relaxed: ordered by the Acquire above; stable while we hold a count.
         let object = slot.object.load(Ordering::Relaxed);
-        Ok(Access { slot, index, object })
+        Ok(Access {
+            slot,
+            index,
+            object,
+        })
     }
 
     /// End an access this thread began (the count is known to be ours).
@@ -344,7 +375,11 @@ impl<P> Table<P> {
         let previous = Word(access.slot.state.fetch_sub(1, Ordering::AcqRel));
         debug_assert!(previous.count() > 0);
         if previous.phase() == Phase::Draining && previous.count() == 1 {
-            return Some(Claim { table: self, index: access.index, generation: previous.generation() });
+            return Some(Claim {
+                table: self,
+                index: access.index,
+                generation: previous.generation(),
+            });
         }
         None
     }
@@ -353,13 +388,19 @@ impl<P> Table<P> {
     /// C-level `gcs_access_end`, which may be handed anything). Returns the
     /// stored object pointer of the ended access (read before the count fell,
     /// while the generation provably held it) and the release claim, if any.
-    pub(crate) fn end_by_handle(&self, handle: u64) -> Result<(*mut c_void, Option<Claim<'_, P>>), Refusal> {
+    pub(crate) fn end_by_handle(
+        &self,
+        handle: u64,
+    ) -> Result<(*mut c_void, Option<Claim<'_, P>>), Refusal> {
         let Some((slot, index, generation)) = self.locate_handle(handle) else {
             return Err(Refusal::InvalidHandle);
         };
         let mut word = slot.load(Ordering::Relaxed);
         loop {
-            let accessible = matches!(word.phase(), Phase::Live | Phase::Invalidated | Phase::Draining);
+            let accessible = matches!(
+                word.phase(),
+                Phase::Live | Phase::Invalidated | Phase::Draining
+            );
             if word.generation() != generation || !accessible {
                 return Err(match Self::refusal(word, generation) {
                     Refusal::Releasing => Refusal::NotAccessing,
@@ -375,10 +416,19 @@ impl<P> Table<P> {
             // this is the pointer of the access we end.
             let object = slot.object.load(Ordering::Relaxed);
             // AcqRel: as `end`.
-            match slot.state.compare_exchange_weak(word.0, word.0 - 1, Ordering::AcqRel, Ordering::Relaxed) {
+            match slot.state.compare_exchange_weak(
+                word.0,
+                word.0 - 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => {
-                    let claim = (word.phase() == Phase::Draining && word.count() == 1)
-                        .then(|| Claim { table: self, index, generation });
+                    let claim =
+                        (word.phase() == Phase::Draining && word.count() == 1).then(|| Claim {
+                            table: self,
+                            index,
+                            generation,
+                        });
                     return Ok((object, claim));
                 }
                 Err(actual) => word = Word(actual),
@@ -388,14 +438,16 @@ impl<P> Table<P> {
 
     /// The word of a handle's slot, if the handle decodes to a slot.
     pub(crate) fn word(&self, handle: u64) -> Option<(Word, u32)> {
-        self.locate_handle(handle).map(|(slot, _, generation)| (slot.load(Ordering::Acquire), generation))
+        self.locate_handle(handle)
+            .map(|(slot, _, generation)| (slot.load(Ordering::Acquire), generation))
     }
 
     /// Whether the handle is live (accesses would be accepted now).
     #[inline]
     pub(crate) fn is_live(&self, handle: u64) -> bool {
         // Relaxed: a snapshot; it synchronizes nothing.
-        self.word(handle).is_some_and(|(word, generation)| word.is_live(generation))
+        self.word(handle)
+            .is_some_and(|(word, generation)| word.is_live(generation))
     }
 
     /// Why a handle cannot be accessed now (`Ok` if it can).
@@ -420,7 +472,9 @@ impl<P> Table<P> {
             let registered = matches!(word.phase(), Phase::Live | Phase::Invalidated);
             if word.generation() != generation || !registered {
                 return Err(match Self::refusal(word, generation) {
-                    Refusal::Releasing | Refusal::Invalidated | Refusal::TooManyAccesses => Refusal::Released,
+                    Refusal::Releasing | Refusal::Invalidated | Refusal::TooManyAccesses => {
+                        Refusal::Released
+                    }
                     other => other,
                 });
             }
@@ -428,8 +482,19 @@ impl<P> Table<P> {
             // AcqRel: Acquire so that a claimer (count 0) sees all accessors'
             // Release decrements; Release so that a later claimer (the last
             // accessor) sees what this thread did before unregistering.
-            match slot.state.compare_exchange_weak(word.0, draining.0, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) if word.count() == 0 => return Ok(Some(Claim { table: self, index, generation })),
+            match slot.state.compare_exchange_weak(
+                word.0,
+                draining.0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) if word.count() == 0 => {
+                    return Ok(Some(Claim {
+                        table: self,
+                        index,
+                        generation,
+                    }));
+                }
                 Ok(_) => return Ok(None),
                 Err(actual) => word = Word(actual),
             }
@@ -478,7 +543,10 @@ impl<P> Table<P> {
         let retention_ms = slot.details().retention_ms;
         // Release: everything the release did happens-before an Acquire load
         // that sees Retained (`gcs_unregister_sync`).
-        slot.state.store(Word::new(generation, Phase::Retained, 0).0, Ordering::Release);
+        slot.state.store(
+            Word::new(generation, Phase::Retained, 0).0,
+            Ordering::Release,
+        );
         if retention_ms == 0 || self.limits.max_retained == 0 {
             self.sweep(index, generation);
             return;
@@ -490,7 +558,9 @@ impl<P> Table<P> {
             queue.push_back((index, generation));
             let now = clock::now_ms();
             while n < expired.len() {
-                let Some(&(old_index, old_generation)) = queue.front() else { break };
+                let Some(&(old_index, old_generation)) = queue.front() else {
+                    break;
+                };
                 let over_cap = queue.len() > self.limits.max_retained;
                 if !over_cap && !self.retention_over(old_index, old_generation, now) {
                     break;
@@ -506,7 +576,9 @@ impl<P> Table<P> {
     }
 
     fn retention_over(&self, index: u32, generation: u32, now: u64) -> bool {
-        let Some(slot) = self.slot(index) else { return true };
+        let Some(slot) = self.slot(index) else {
+            return true;
+        };
         let details = slot.details();
         slot.load(Ordering::Relaxed) != Word::new(generation, Phase::Retained, 0)
             || now.saturating_sub(details.released_at_ms) >= details.retention_ms
@@ -522,7 +594,12 @@ impl<P> Table<P> {
             // Relaxed: the lock orders the details; the free-list push publishes.
             if slot
                 .state
-                .compare_exchange(retained.0, Word::new(generation, Phase::Free, 0).0, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    retained.0,
+                    Word::new(generation, Phase::Free, 0).0,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_err()
             {
                 return;
@@ -543,7 +620,9 @@ impl<P> Table<P> {
             let next = {
                 let mut queue = self.retained.lock();
                 match queue.front() {
-                    Some(&(index, generation)) if self.retention_over(index, generation, now) => queue.pop_front(),
+                    Some(&(index, generation)) if self.retention_over(index, generation, now) => {
+                        queue.pop_front()
+                    }
                     _ => None,
                 }
             };
@@ -556,7 +635,11 @@ impl<P> Table<P> {
 
     /// Run `f` on the details of the slot a handle names, if that slot still
     /// holds the handle's generation (in any phase but `Free`).
-    pub(crate) fn with_details<R>(&self, handle: u64, f: impl FnOnce(Word, &Details<P>) -> R) -> Option<R> {
+    pub(crate) fn with_details<R>(
+        &self,
+        handle: u64,
+        f: impl FnOnce(Word, &Details<P>) -> R,
+    ) -> Option<R> {
         let (slot, _, generation) = self.locate_handle(handle)?;
         let details = slot.details();
         // Under the lock the word cannot leave Retained for Free.
@@ -582,5 +665,7 @@ impl<P> Drop for Table<P> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom;
+#[cfg(all(test, not(loom)))]
 mod tests;

@@ -157,7 +157,13 @@ impl Word {
 
 impl core::fmt::Debug for Word {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:?}(gen {}, count {})", self.phase(), self.generation(), self.count())
+        write!(
+            f,
+            "{:?}(gen {}, count {})",
+            self.phase(),
+            self.generation(),
+            self.count()
+        )
     }
 }
 
