@@ -107,6 +107,8 @@ pub(crate) struct Access<'t, P> {
     pub(crate) slot: &'t Slot<P>,
     pub(crate) index: u32,
     pub(crate) object: *mut c_void,
+    /// The registration's accounting pointer (see [`Table::insert_accounted`]).
+    pub(crate) accounting: *mut c_void,
 }
 
 /// The handle table. `P` is what a registration holds (see `crate::object`).
@@ -219,6 +221,18 @@ impl<P> Table<P> {
         &self,
         make: impl FnOnce() -> (*mut c_void, Details<P>),
     ) -> Result<u64, Refusal> {
+        self.insert_accounted(|| {
+            let (object, details) = make();
+            (object, core::ptr::null_mut(), details)
+        })
+    }
+
+    /// [`insert`](Self::insert) with an accounting pointer, which every
+    /// access of the registration is handed (valid as long as `object`).
+    pub(crate) fn insert_accounted(
+        &self,
+        make: impl FnOnce() -> (*mut c_void, *mut c_void, Details<P>),
+    ) -> Result<u64, Refusal> {
         let (index, slot, generation) = loop {
             let index = match self.pop_free() {
                 Some(index) => index,
@@ -243,9 +257,10 @@ impl<P> Table<P> {
                 self.push_free(index);
             }
         };
-        let (object, details) = make();
+        let (object, accounting, details) = make();
         *slot.details() = details;
         slot.object.store(object, Ordering::Relaxed);
+        slot.accounting.store(accounting, Ordering::Relaxed);
         // Release: publishes the object pointer and details to accessors.
         slot.state
             .store(Word::new(generation, Phase::Live, 0).0, Ordering::Release);
@@ -360,10 +375,12 @@ impl<P> Table<P> {
         }
         // Relaxed: ordered by the Acquire above; stable while we hold a count.
         let object = slot.object.load(Ordering::Relaxed);
+        let accounting = slot.accounting.load(Ordering::Relaxed);
         Ok(Access {
             slot,
             index,
             object,
+            accounting,
         })
     }
 
@@ -503,9 +520,21 @@ impl<P> Table<P> {
 
     /// Invalidate: refuse new accesses but keep the registration.
     pub(crate) fn invalidate(&self, handle: u64) -> Result<(), Refusal> {
+        self.invalidate_with(handle, |_| ())
+    }
+
+    /// Invalidate, and run `f` on the details under their lock in the same
+    /// critical section as the transition, so that a release (which reads
+    /// the details under that lock, after the transition) sees what `f` did.
+    pub(crate) fn invalidate_with(
+        &self,
+        handle: u64,
+        f: impl FnOnce(&mut Details<P>),
+    ) -> Result<(), Refusal> {
         let Some((slot, _, generation)) = self.locate_handle(handle) else {
             return Err(Refusal::InvalidHandle);
         };
+        let mut details = slot.details();
         let mut word = slot.load(Ordering::Relaxed);
         loop {
             if word.generation() != generation || word.phase() != Phase::Live {
@@ -521,7 +550,10 @@ impl<P> Table<P> {
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    f(&mut details);
+                    return Ok(());
+                }
                 Err(actual) => word = Word(actual),
             }
         }
@@ -535,6 +567,22 @@ impl<P> Table<P> {
         let mut details = slot.details();
         details.released_at_ms = clock::now_ms();
         details.payload.take()
+    }
+
+    /// Run `f` on the details of a claimed slot (the claimer owns the release).
+    pub(crate) fn claimed_details<R>(
+        &self,
+        claim: &Claim<'_, P>,
+        f: impl FnOnce(&mut Details<P>) -> R,
+    ) -> R {
+        let slot = self.slot(claim.index).expect("a claimed slot exists");
+        // Relaxed: the claim already ordered us after every accessor.
+        slot.object.store(core::ptr::null_mut(), Ordering::Relaxed);
+        let mut details = slot.details();
+        if details.released_at_ms == 0 {
+            details.released_at_ms = clock::now_ms();
+        }
+        f(&mut details)
     }
 
     /// `Draining(g, 0)` → `Retained(g, 0)`, then sweep old retained states.
@@ -648,6 +696,37 @@ impl<P> Table<P> {
             return None;
         }
         Some(f(word, &details))
+    }
+}
+
+impl<P> Table<P> {
+    /// Run `f` on the details of the slot a handle names, mutably, if that
+    /// slot still holds the handle's generation (in any phase but `Free`).
+    pub(crate) fn with_details_mut<R>(
+        &self,
+        handle: u64,
+        f: impl FnOnce(Word, &mut Details<P>) -> R,
+    ) -> Option<R> {
+        let (slot, _, generation) = self.locate_handle(handle)?;
+        let mut details = slot.details();
+        let word = slot.load(Ordering::Acquire);
+        if word.generation() != generation || word.phase() == Phase::Free {
+            return None;
+        }
+        Some(f(word, &mut details))
+    }
+
+    /// Call `f` with every slot that holds a registration (Live, Invalidated
+    /// or Draining), under that slot's detail lock: `f` must not run user code.
+    pub(crate) fn for_each_registered(&self, mut f: impl FnMut(u64, Word, &Details<P>)) {
+        for index in 0..self.capacity() {
+            let Some(slot) = self.slot(index) else { continue };
+            let details = slot.details();
+            let word = slot.load(Ordering::Acquire);
+            if matches!(word.phase(), Phase::Live | Phase::Invalidated | Phase::Draining) {
+                f(self.encode(index, word.generation()), word, &details);
+            }
+        }
     }
 }
 

@@ -213,6 +213,9 @@ pub(crate) struct Slot<P> {
     /// per access, such as weak references). Written by the registering
     /// thread before the `Live` word is published, cleared by the releaser.
     pub(crate) object: AtomicPtr<c_void>,
+    /// An opaque pointer handed to accessors for accounting (the owner's
+    /// per-type counters); same lifetime rules as `object`.
+    pub(crate) accounting: AtomicPtr<c_void>,
     /// Free-list link: index + 1 of the next free slot, 0 for none.
     pub(crate) next_free: AtomicU32,
     /// Slow-path details, on the slot's second cache line.
@@ -224,6 +227,7 @@ impl<P> Slot<P> {
         Slot {
             state: AtomicU64::new(Word::new(0, Phase::Free, 0).0),
             object: AtomicPtr::new(ptr::null_mut()),
+            accounting: AtomicPtr::new(ptr::null_mut()),
             next_free: AtomicU32::new(0),
             details: Mutex::new(Details::empty()),
         }
