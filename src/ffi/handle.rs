@@ -342,6 +342,12 @@ pub extern "C" fn gcs_access_begin(handle: GcsHandle, object_out: *mut *mut c_vo
 /// the handle, returns GCS_ERROR_NOT_ACCESSING and changes nothing. If the
 /// handle was unregistered meanwhile and this is the last access, the
 /// release happens here, on this thread.
+///
+/// Accesses are counted per handle, not per caller: an unmatched end while
+/// another access of the same handle is in flight cannot be told from that
+/// access's own end and ends it early (as a double g_object_unref would),
+/// so end every successful begin exactly once. The counts themselves never
+/// underflow, whatever is called.
 #[unsafe(no_mangle)]
 pub extern "C" fn gcs_access_end(handle: GcsHandle) -> GcsResult {
     ffi_result!({ handle::end_access_by_value(handle) })

@@ -106,6 +106,7 @@ impl<P> Drop for Claim<'_, P> {
 pub(crate) struct Access<'t, P> {
     pub(crate) slot: &'t Slot<P>,
     pub(crate) index: u32,
+    pub(crate) generation: u32,
     pub(crate) object: *mut c_void,
     /// The registration's accounting pointer (see [`Table::insert_accounted`]).
     pub(crate) accounting: *mut c_void,
@@ -379,23 +380,46 @@ impl<P> Table<P> {
         Ok(Access {
             slot,
             index,
+            generation,
             object,
             accounting,
         })
     }
 
-    /// End an access this thread began (the count is known to be ours).
-    /// Returns the release claim when this was the last access of a draining slot.
+    /// End an access begun by [`begin`](Self::begin). Returns the release
+    /// claim when this was the last access of a draining slot.
+    ///
+    /// A compare-exchange that refuses a zero count, not a plain `fetch_sub`:
+    /// the ABI cannot tell an unmatched `gcs_access_end` on another thread
+    /// from this access's own end, so such a caller may already have taken
+    /// "our" count; then this does nothing rather than wrap the count into
+    /// the phase and generation bits (which would reissue a handle value).
     #[inline]
     pub(crate) fn end(&self, access: Access<'_, P>) -> Option<Claim<'_, P>> {
-        // AcqRel: see the module doc of `slot`.
-        let previous = Word(access.slot.state.fetch_sub(1, Ordering::AcqRel));
-        debug_assert!(previous.count() > 0);
-        if previous.phase() == Phase::Draining && previous.count() == 1 {
+        let generation = access.generation;
+        // Guess the uncontended word (live, ours the only access): one RMW,
+        // no load first, as in `begin`.
+        let mut word = Word::new(generation, Phase::Live, 1);
+        loop {
+            if word.generation() != generation || word.count() == 0 {
+                return None; // our count was taken by an unmatched end
+            }
+            // AcqRel: see the module doc of `slot`.
+            match access.slot.state.compare_exchange_weak(
+                word.0,
+                word.0 - 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => word = Word(actual),
+            }
+        }
+        if word.phase() == Phase::Draining && word.count() == 1 {
             return Some(Claim {
                 table: self,
                 index: access.index,
-                generation: previous.generation(),
+                generation,
             });
         }
         None

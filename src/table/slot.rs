@@ -43,15 +43,21 @@
 //!   points to are visible; every later read-modify-write on the word continues
 //!   that release sequence, so an access that starts long after registration
 //!   still synchronizes with it.
-//! * **Access end** (`c` → `c − 1`): the access knows it holds one count, so a
-//!   plain `fetch_sub` suffices (no CAS, no validation). *AcqRel*: Release so
+//! * **Access end** (`c` → `c − 1`): a compare-exchange whose first guess is
+//!   `Live(g, 1)` (one RMW when uncontended, like a `fetch_sub`) and which
+//!   refuses a zero count or another generation. A plain `fetch_sub` would be
+//!   enough for a correct caller, but the ABI cannot tell a caller's
+//!   unmatched `gcs_access_end` (on another thread) from a real end: such a
+//!   call may take the count of an access in flight, and that access's own
+//!   end must then do nothing rather than wrap the count into the phase and
+//!   generation bits. *AcqRel*: Release so
 //!   that this access's use of the object happens-before the release that some
 //!   other thread may perform; Acquire so that, if *this* thread ends the last
 //!   access of a draining slot and so performs the release, it sees every other
 //!   accessor's uses (Arc's `drop` uses Release + an Acquire fence for the same
-//!   reason; on x86 both compile to one `lock xadd`). The C-level
-//!   `gcs_access_end`, which must refuse a bogus handle, validates first with a
-//!   compare-exchange of the same orderings.
+//!   reason; on x86 both compile to one locked instruction). The C-level
+//!   `gcs_access_end`, which may be handed anything, validates the handle
+//!   with a compare-exchange of the same orderings.
 //! * **Unregister** (`Live|Invalidated(g, c)` → `Draining(g, c)`): a
 //!   compare-exchange (*AcqRel*). If `c == 0` the unregistering thread has
 //!   claimed the release; otherwise the thread whose `fetch_sub` takes a
