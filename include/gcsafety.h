@@ -21,6 +21,12 @@
 #include <stdbool.h>
 
 /**
+ * While tracked bytes stay above `memory_limit_bytes`, `memory_pressure`
+ * is called again at most this often.
+ */
+#define GCS_MEMORY_PRESSURE_INTERVAL_MS 100
+
+/**
  * `gcs_unregister_sync`'s timeout that waits as long as it takes.
  */
 #define GCS_TIMEOUT_INFINITE UINT32_MAX
@@ -228,9 +234,9 @@ enum GcsRegisterFlags
    */
   GCS_REGISTER_SET_NULL_STATE = (1 << 0),
   /**
-   * Record a backtrace at registration for the leak report (also
-   * GCS_DEBUG=stacks). Not available in this version: refused with
-   * GCS_ERROR_INVALID_ARGUMENT.
+   * Record a backtrace at registration, printed with the handle in the
+   * leak report (GCS_LEAKS=1). GCS_DEBUG=stacks does it for every
+   * registration of the default manager. Costs tens of microseconds.
    */
   GCS_REGISTER_CAPTURE_STACK = (1 << 1),
 };
@@ -246,6 +252,20 @@ typedef int32_t GcsRegisterFlags;
  * A manager (opaque). NULL means the default manager.
  */
 typedef struct GcsManager GcsManager;
+
+/**
+ * An opaque handle: index + generation, salted per load of the library.
+ * Never a pointer; 0 (`GCS_INVALID_HANDLE`) is never issued; any value is
+ * safe to pass to every function.
+ */
+typedef uint64_t GcsHandle;
+
+/**
+ * A cleanup or finalizer: `fn(object, user_data)`, 0 = success. `object` is
+ * the registered object (transfer none, alive for the call; NULL for a weak
+ * handle whose object is already gone).
+ */
+typedef int (*GcsCleanupFn)(void *object, void *user_data);
 
 /**
  * Called when tracked memory is above `memory_limit_bytes`:
@@ -293,28 +313,36 @@ typedef struct GcsConfig {
    */
   bool invalidate_on_callback_error;
   /**
-   * Log state changes (GStreamer category "gcsafety", else stderr). Default
-   * false. Not available in this version: true is refused with
-   * GCS_ERROR_INVALID_ARGUMENT.
+   * Log registrations, invalidations and releases: to the GStreamer debug
+   * category "gcsafety" (level DEBUG) once GStreamer is initialised, else to
+   * stderr. Default false. Also GCS_DEBUG=state (default manager).
    */
   bool log_state_changes;
   /**
-   * Log finalizers. Default false. Not available in this version.
+   * Log finalizer runs (DEBUG), failures and timeouts (WARNING). Default
+   * false. Also GCS_DEBUG=finalizers (default manager).
    */
   bool log_finalizers;
   /**
-   * A `GMainContext *` to release objects on. Default NULL (release on the
-   * thread that ends the last access). Not available in this version:
-   * non-NULL is refused with GCS_ERROR_INVALID_ARGUMENT.
+   * A `GMainContext *` (transfer none: the manager takes a reference) on
+   * which releases run (cleanups, finalizer hand-off, final unref), for
+   * objects that must die on their owner's thread: dispatched with
+   * g_main_context_invoke_full, so it runs at once when the releasing
+   * thread owns the context, else when the context is next iterated.
+   * Default NULL: on the thread that ends the last access.
    */
   void *release_context;
   /**
-   * Tracked bytes above which `memory_pressure` is called; 0 = none.
-   * Not available in this version: non-zero is refused.
+   * Tracked bytes (sum of `size_bytes` of unreleased registrations) above
+   * which `memory_pressure` is called; 0 = no limit.
    */
   uint64_t memory_limit_bytes;
   /**
-   * Memory pressure callback. Not available in this version: must be NULL.
+   * Called as `memory_pressure(tracked_bytes, memory_pressure_data)` on the
+   * registering thread, with no library lock held: by the registration that
+   * takes the tracked bytes above the limit, then at most once every
+   * GCS_MEMORY_PRESSURE_INTERVAL_MS while they stay above it. Requires a
+   * non-zero `memory_limit_bytes`.
    */
   GcsMemoryPressureFn memory_pressure;
   /**
@@ -322,13 +350,6 @@ typedef struct GcsConfig {
    */
   void *memory_pressure_data;
 } GcsConfig;
-
-/**
- * An opaque handle: index + generation, salted per load of the library.
- * Never a pointer; 0 (`GCS_INVALID_HANDLE`) is never issued; any value is
- * safe to pass to every function.
- */
-typedef uint64_t GcsHandle;
 
 /**
  * Release function of a GCS_KIND_POINTER registration: called exactly once
@@ -346,7 +367,8 @@ typedef struct GcsRegistration {
    */
   uint32_t struct_size;
   /**
-   * NULL = the default manager (the only one in this version).
+   * NULL = the default manager (started if needed), else one from
+   * gcs_manager_new.
    */
   struct GcsManager *manager;
   /**
@@ -440,6 +462,121 @@ typedef struct GcsHandleInfo {
 } GcsHandleInfo;
 
 /**
+ * A manager's statistics (`gcs_get_stats`). Version 1 of the struct.
+ */
+typedef struct GcsStats {
+  /**
+   * Set by the caller to `sizeof(GcsStats)`.
+   */
+  uint32_t struct_size;
+  /**
+   * Registrations ever made (cumulative).
+   */
+  uint64_t total_registered;
+  /**
+   * Registrations not yet released (live, invalidated or releasing).
+   */
+  uint64_t active;
+  /**
+   * Registrations released.
+   */
+  uint64_t released;
+  /**
+   * Handles invalidated (gcs_invalidate, failed or panicking accesses).
+   */
+  uint64_t invalidated;
+  /**
+   * Accesses that ran.
+   */
+  uint64_t access_ok;
+  /**
+   * Accesses refused: stale, invalidated, closed, and (counted on the
+   * default manager) values that name no registration.
+   */
+  uint64_t access_rejected;
+  /**
+   * Access callbacks that returned non-zero.
+   */
+  uint64_t callback_failures;
+  /**
+   * Panics caught inside accesses.
+   */
+  uint64_t panics_recovered;
+  /**
+   * Cleanup callbacks run.
+   */
+  uint64_t cleanups_run;
+  /**
+   * Cleanup callbacks that returned non-zero.
+   */
+  uint64_t cleanup_failures;
+  /**
+   * Finalizers run (once each, however many attempts).
+   */
+  uint64_t finalizers_run;
+  /**
+   * Finalizers that failed every attempt.
+   */
+  uint64_t finalizer_failures;
+  /**
+   * Finalizers that overran `finalizer_timeout_ms`.
+   */
+  uint64_t finalizer_timeouts;
+  /**
+   * Bytes declared by registrations not yet released.
+   */
+  uint64_t tracked_bytes;
+  /**
+   * The most registrations active at once.
+   */
+  uint64_t peak_active;
+} GcsStats;
+
+/**
+ * One type's statistics within a manager (`gcs_foreach_type_stats`).
+ */
+typedef struct GcsTypeStats {
+  /**
+   * `sizeof(GcsTypeStats)`.
+   */
+  uint32_t struct_size;
+  /**
+   * The type name (valid during the callback).
+   */
+  const char *type_name;
+  /**
+   * Registrations of this type not yet released.
+   */
+  uint64_t live;
+  /**
+   * Registrations of this type ever made.
+   */
+  uint64_t registered;
+  /**
+   * Registrations of this type released.
+   */
+  uint64_t released;
+  /**
+   * Accesses of this type's handles that ran.
+   */
+  uint64_t accesses;
+  /**
+   * Bytes declared by this type's unreleased registrations.
+   */
+  uint64_t tracked_bytes;
+} GcsTypeStats;
+
+/**
+ * Callback of `gcs_foreach_type_stats`.
+ */
+typedef void (*GcsTypeStatsFn)(const struct GcsTypeStats *stats, void *user_data);
+
+/**
+ * Callback of `gcs_foreach_live`.
+ */
+typedef void (*GcsHandleInfoFn)(const struct GcsHandleInfo *info, void *user_data);
+
+/**
  * The handle value that is never issued.
  */
 #define GCS_INVALID_HANDLE 0
@@ -447,6 +584,32 @@ typedef struct GcsHandleInfo {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Run `cleanup(object, user_data)` when the registration is released (also at
+ * unregister after an invalidation, and at manager close): exactly once,
+ * after in-flight accesses have ended and before the reference drops, so it
+ * may use the object; cleanups run newest first, on the releasing thread
+ * (or the manager's release_context), with no library lock held. A cleanup
+ * may call any gcs_ function, on its own handle too (which then reports
+ * GCS_ERROR_RELEASED); a cycle of cleanups unregistering each other ends.
+ * A non-zero result is counted in `cleanup_failures`. On a handle that is
+ * already unregistered: GCS_ERROR_RELEASED, and `cleanup` is not kept.
+ */
+GcsResult gcs_add_cleanup(GcsHandle handle, GcsCleanupFn cleanup, void *user_data);
+
+/**
+ * Set the registration's finalizer (one per registration; a second gives
+ * GCS_ERROR_INVALID_ARGUMENT): a cleanup that runs only if the handle was
+ * not invalidated, at most once, after the other cleanups. With
+ * `enable_finalizer_safety` it runs on a library thread with
+ * `finalizer_timeout_ms` watched (an overrun is counted in
+ * `finalizer_timeouts`, and delays other finalizers by at most that long),
+ * non-zero results are retried up to `max_finalizer_retries` times before
+ * counting in `finalizer_failures`, and the reference is dropped only after
+ * it returns. Without it, it runs like a cleanup, on the releasing thread.
+ */
+GcsResult gcs_set_finalizer(GcsHandle handle, GcsCleanupFn finalizer, void *user_data);
 
 /**
  * Fill `config` with the defaults and set its `struct_size`. Does nothing
@@ -566,6 +729,79 @@ GcsResult gcs_invalidate(GcsHandle handle);
  * stay valid until the handle's retained state is dropped.
  */
 GcsResult gcs_get_info(GcsHandle handle, struct GcsHandleInfo *info_out);
+
+/**
+ * Create a manager with its own configuration (NULL = the defaults) and
+ * statistics. `config` is read during the call only. On success
+ * `*manager_out` owns the manager: free it with `gcs_manager_free`. The
+ * environment variables (GCS_DEBUG, GCS_LEAKS) apply to the default
+ * manager only.
+ */
+GcsResult gcs_manager_new(const struct GcsConfig *config, struct GcsManager **manager_out);
+
+/**
+ * Close a manager (NULL = the default manager): new registrations and
+ * accesses of its handles are refused with GCS_ERROR_SHUT_DOWN at once;
+ * every registration is unregistered, those with no access in flight are
+ * released now (cleanups run); waits up to `timeout_ms`
+ * (GCS_TIMEOUT_INFINITE: as long as it takes) for the others, which are
+ * released when their last access ends — GCS_ERROR_TIMEOUT if some are
+ * still pending. Closing again waits the same way. Closing the default
+ * manager does not restart it: use gcs_shutdown for that.
+ */
+GcsResult gcs_manager_close(struct GcsManager *manager, uint32_t timeout_ms);
+
+/**
+ * Close the manager if needed (without waiting: registrations with accesses
+ * in flight are released when those end) and free it. NULL does nothing.
+ * Its handles stay safe to pass: they report GCS_ERROR_SHUT_DOWN.
+ */
+void gcs_manager_free(struct GcsManager *manager);
+
+/**
+ * Close the default manager and every manager still open (waiting up to
+ * `timeout_ms` in total), and join every library thread (the finalizer
+ * executor). With GCS_LEAKS=1, live handles are reported first. The next
+ * use starts a fresh default manager; handles from before stay dead.
+ * Call it before dlclose. GCS_ERROR_TIMEOUT if accesses or a finalizer were
+ * still running at the timeout (they finish on their own).
+ */
+GcsResult gcs_shutdown(uint32_t timeout_ms);
+
+/**
+ * The statistics of a manager (NULL = the default manager, started if
+ * needed). `stats_out->struct_size` must be set; written only on success.
+ * Counts are exact once no thread is registering or accessing; taken while
+ * they are, they may lag by the operations of that instant.
+ */
+GcsResult gcs_get_stats(struct GcsManager *manager, struct GcsStats *stats_out);
+
+/**
+ * Call `callback(stats, user_data)` for each type name registered with the
+ * manager (NULL = default), sorted by name, on this thread, with no library
+ * lock held (it may call gcs_ functions). `stats` is valid during the call.
+ */
+GcsResult gcs_foreach_type_stats(struct GcsManager *manager,
+                                 GcsTypeStatsFn callback,
+                                 void *user_data);
+
+/**
+ * The leak report: call `callback(info, user_data)` for every registration
+ * of the manager (NULL = default) not yet released, oldest first, on this
+ * thread, with no library lock held. `info` and its strings are valid
+ * during the call.
+ */
+GcsResult gcs_foreach_live(struct GcsManager *manager, GcsHandleInfoFn callback, void *user_data);
+
+/**
+ * Write the manager's statistics (NULL = default) in the Prometheus text
+ * exposition format, with snprintf semantics: returns the length of the
+ * whole text (without the NUL), writes at most `buf_len` bytes including a
+ * terminating NUL (none if `buf_len` is 0 or `buf` is NULL). Call with
+ * (NULL, 0) to size the buffer. Metric names are prefixed `gcs_`; per-type
+ * series carry `type="..."`. Returns 0 on an internal error.
+ */
+size_t gcs_stats_prometheus(struct GcsManager *manager, char *buf, size_t buf_len);
 
 /**
  * The ABI version of the loaded library; equals `GCS_ABI_VERSION` for a

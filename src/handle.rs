@@ -5,16 +5,17 @@ use core::ffi::{CStr, c_char, c_void};
 use core::num::NonZeroU64;
 use core::ptr::NonNull;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, fence};
-use std::time::{Duration, Instant};
-
-use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock;
 use crate::error::{Error, ErrorCode, Result, human_ms};
-use crate::manager::{default_manager, table};
+use crate::manager::{ManagerInner, default_manager_if_started, table};
 use crate::object::{self, Kind, Payload, Target};
-use crate::table::{Access, Claim, Phase, Refusal, Word};
+use crate::record::{Callback, Record};
+use crate::release::{self, carry_out_release};
+use crate::stats::{self, bump};
+use crate::table::{Access, Phase, Refusal, Word};
 use crate::thread_accesses;
 
 /// An opaque reference to a registration: index and generation, salted.
@@ -112,7 +113,7 @@ impl Drop for AccessGuard {
 /// a strong reference taken through a weak one.
 pub(crate) struct Begun {
     handle: u64,
-    access: Access<'static, Payload>,
+    access: Access<'static, Record>,
     pub(crate) object: NonNull<c_void>,
     upgraded: bool,
 }
@@ -122,7 +123,7 @@ pub(crate) struct Begun {
 pub(crate) fn begin_access(handle: u64) -> Result<Begun> {
     let access = match table().begin(handle) {
         Ok(access) => access,
-        Err(refusal) => return Err(rejection(handle, refusal, "not valid for access")),
+        Err(refusal) => return Err(rejected_access(handle, refusal)),
     };
     let (object, upgraded) = match Target::of_stored(access.object) {
         // Never null: registrations of NULL are refused.
@@ -135,6 +136,7 @@ pub(crate) fn begin_access(handle: u64) -> Result<Begun> {
                 .details()
                 .payload
                 .as_ref()
+                .and_then(|record| record.payload.as_ref())
                 .and_then(Payload::weak_ref);
             match weak.and_then(object::upgrade) {
                 Some(object) => (object, true),
@@ -143,6 +145,9 @@ pub(crate) fn begin_access(handle: u64) -> Result<Begun> {
         }
     };
     thread_accesses::push(handle, in_flight);
+    // SAFETY: the accounting pointer is the registration's `TypeCounters`,
+    // kept alive by its record at least until this access ends.
+    unsafe { stats::count_access(access.accounting.cast()) };
     Ok(Begun {
         handle,
         access,
@@ -222,7 +227,7 @@ pub(crate) fn end_access_by_value(handle: u64) -> Result<()> {
 /// A weak handle's object was finalized elsewhere: end the access, release
 /// the registration (its cleanups see NULL) and report the handle released.
 #[cold]
-fn weak_object_gone(handle: u64, access: Access<'_, Payload>) -> Error {
+fn weak_object_gone(handle: u64, access: Access<'static, Record>) -> Error {
     if let Some(claim) = table().end(access) {
         carry_out_release(claim);
     }
@@ -238,67 +243,20 @@ fn weak_object_gone(handle: u64, access: Access<'_, Payload>) -> Error {
     )
 }
 
-fn in_flight(handle: u64) -> bool {
-    table()
-        .word(handle)
-        .is_some_and(|(word, generation)| word.generation() == generation && word.count() > 0)
-}
-
-// ----- release ---------------------------------------------------------------
-
-/// Waiters in `unregister_sync`, and the signal a release sends them.
-static SYNC_WAITERS: AtomicUsize = AtomicUsize::new(0);
-static RELEASE_EPOCH: Mutex<u64> = Mutex::new(0);
-static RELEASED: Condvar = Condvar::new();
-
-/// Carry out a claimed release: drop the reference (or call the release
-/// function) with no lock held, mark the slot released, wake sync waiters.
-pub(crate) fn carry_out_release(claim: Claim<'_, Payload>) {
-    // While the release function runs, a sync unregister of this handle on
-    // this thread must not wait for itself.
-    let _releasing = thread_accesses::releasing(claim.handle());
-    let payload = table().take_payload(&claim);
-    if let Some(payload) = payload {
-        payload.release();
-    }
-    drop(claim); // Draining(0) → Retained: the release is done.
-    // SeqCst fence against the one in `wait_released`: either this thread
-    // sees the waiter's increment, or the waiter sees the Retained word.
-    fence(std::sync::atomic::Ordering::SeqCst);
-    if SYNC_WAITERS.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-        *RELEASE_EPOCH.lock() += 1;
-        RELEASED.notify_all();
-    }
-}
-
-/// Wait until the release of `handle` (generation `generation`) is done.
-fn wait_released(handle: u64, timeout: Option<Duration>) -> bool {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    let released = || match table().word(handle) {
+/// Whether the release of `handle` is done (or it names nothing pending).
+fn released(handle: u64) -> bool {
+    match table().word(handle) {
         Some((word, generation)) => {
             word.generation() != generation || word.phase() != Phase::Draining
         }
         None => true,
-    };
-    SYNC_WAITERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    fence(std::sync::atomic::Ordering::SeqCst);
-    let mut epoch = RELEASE_EPOCH.lock();
-    let done = loop {
-        if released() {
-            break true;
-        }
-        match deadline {
-            None => RELEASED.wait(&mut epoch),
-            Some(deadline) => {
-                if RELEASED.wait_until(&mut epoch, deadline).timed_out() {
-                    break released();
-                }
-            }
-        }
-    };
-    drop(epoch);
-    SYNC_WAITERS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    done
+    }
+}
+
+fn in_flight(handle: u64) -> bool {
+    table()
+        .word(handle)
+        .is_some_and(|(word, generation)| word.generation() == generation && word.count() > 0)
 }
 
 // ----- messages --------------------------------------------------------------
@@ -371,7 +329,36 @@ pub(crate) fn rejection(handle: u64, refusal: Refusal, what: &str) -> Error {
         Refusal::Full => (ErrorCode::TableFull, "table full".to_owned()),
     };
     let story = story.flatten().unwrap_or(fallback);
+    // A handle unregistered by its manager's close reports the close.
+    if matches!(refusal, Refusal::Released | Refusal::Releasing)
+        && owner(handle).is_some_and(|manager| manager.is_closed())
+    {
+        return Error::new(
+            ErrorCode::ShutDown,
+            format!("handle {handle:#018x} {story} (its manager is closed): {what}"),
+        );
+    }
     Error::new(code, format!("handle {handle:#018x} {story}: {what}"))
+}
+
+/// The manager a handle belongs to, while its state is kept.
+pub(crate) fn owner(handle: u64) -> Option<Arc<ManagerInner>> {
+    table()
+        .with_details(handle, |_, details| {
+            details.payload.as_ref().map(|r| r.manager.clone())
+        })
+        .flatten()
+}
+
+/// The error for a refused access, counted in the owner's statistics (or,
+/// for a value that names no registration, the default manager's if started).
+#[cold]
+#[inline(never)]
+fn rejected_access(handle: u64, refusal: Refusal) -> Error {
+    if let Some(manager) = owner(handle).or_else(default_manager_if_started) {
+        bump(&manager.counters.access_rejected);
+    }
+    rejection(handle, refusal, "not valid for access")
 }
 
 // ----- the public API ----------------------------------------------------------
@@ -416,7 +403,10 @@ impl Handle {
         let result = catch_unwind(AssertUnwindSafe(|| f(guard.as_ptr())));
         drop(guard);
         result.map_err(|panic| {
-            let _ = table().invalidate(self.0.get());
+            if let Some(manager) = owner(self.0.get()) {
+                bump(&manager.counters.panics_recovered);
+            }
+            let _ = invalidate(self.0.get());
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -453,6 +443,33 @@ impl Handle {
     /// What is known about the handle.
     pub fn info(self) -> Result<HandleInfo> {
         info(self.0.get())
+    }
+
+    /// Run `cleanup(object)` once when the registration is released, after
+    /// accesses in flight have ended and before the reference drops (newest
+    /// cleanup first). See `gcs_add_cleanup`.
+    pub fn add_cleanup(self, cleanup: impl FnOnce(*mut c_void) + Send + 'static) -> Result<()> {
+        let mut cleanup = Some(cleanup);
+        add_cleanup(
+            self.0.get(),
+            Callback::Rust(Box::new(move |object| {
+                if let Some(cleanup) = cleanup.take() {
+                    cleanup(object);
+                }
+                true
+            })),
+        )
+    }
+
+    /// Set the finalizer: `finalizer(object)` runs at release only if the
+    /// handle was not invalidated, at most once successfully (`true`), with
+    /// the manager's timeout and retries (a panic is a failed attempt). See
+    /// `gcs_set_finalizer`.
+    pub fn set_finalizer(
+        self,
+        finalizer: impl FnMut(*mut c_void) -> bool + Send + 'static,
+    ) -> Result<()> {
+        set_finalizer(self.0.get(), Callback::Rust(Box::new(finalizer)))
     }
 }
 
@@ -495,7 +512,7 @@ pub(crate) fn unregister_sync(handle: u64, timeout: Option<Duration>) -> Result<
             Ok(())
         }
         Ok(None) => {
-            if wait_released(handle, timeout) {
+            if release::wait_until(timeout, || released(handle)) {
                 Ok(())
             } else {
                 Err(pending(
@@ -505,7 +522,7 @@ pub(crate) fn unregister_sync(handle: u64, timeout: Option<Duration>) -> Result<
         }
         Err(refusal @ Refusal::Released) => {
             // Someone else unregistered: wait for that release, then say so.
-            if wait_released(handle, timeout) {
+            if release::wait_until(timeout, || released(handle)) {
                 Err(rejection(handle, refusal, "already unregistered"))
             } else {
                 Err(pending(
@@ -519,9 +536,22 @@ pub(crate) fn unregister_sync(handle: u64, timeout: Option<Duration>) -> Result<
 
 /// `gcs_invalidate`.
 pub(crate) fn invalidate(handle: u64) -> Result<()> {
+    let mut manager = None;
     table()
-        .invalidate(handle)
-        .map_err(|refusal| rejection(handle, refusal, "cannot invalidate"))
+        .invalidate_with(handle, |details| {
+            if let Some(record) = details.payload.as_mut() {
+                // Under the detail lock, with the transition: a release reads
+                // this after it, so the finalizer is skipped.
+                record.invalidated = true;
+                manager = Some(record.manager.clone());
+            }
+        })
+        .map_err(|refusal| rejection(handle, refusal, "cannot invalidate"))?;
+    if let Some(manager) = manager {
+        bump(&manager.counters.invalidated);
+        log_state!(manager, "{}: invalidated", describe(handle));
+    }
+    Ok(())
 }
 
 /// `Handle::info`.
@@ -586,7 +616,58 @@ pub(crate) fn info_with_c_names(handle: u64) -> Result<(HandleInfo, *const c_cha
 /// Invalidate after a failed access callback when the handle's manager has
 /// `invalidate_on_callback_error`; returns whether it did.
 fn invalidate_after_callback_error(handle: u64) -> bool {
-    let wanted = crate::manager::default_manager_started()
-        && default_manager().config.invalidate_on_callback_error;
-    wanted && table().invalidate(handle).is_ok()
+    let Some(manager) = owner(handle) else {
+        return false;
+    };
+    bump(&manager.counters.callback_failures);
+    manager.config.invalidate_on_callback_error && invalidate(handle).is_ok()
+}
+
+/// `gcs_add_cleanup`: run `callback(object)` at release, before the
+/// reference drops; cleanups run newest first.
+pub(crate) fn add_cleanup(handle: u64, callback: Callback) -> Result<()> {
+    with_registered_record(handle, "cannot add a cleanup", |record| {
+        record.cleanups.push(callback);
+        Ok(())
+    })
+}
+
+/// `gcs_set_finalizer`: one per registration.
+pub(crate) fn set_finalizer(handle: u64, callback: Callback) -> Result<()> {
+    with_registered_record(handle, "cannot set a finalizer", |record| {
+        if record.finalizer.is_some() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "{}: already has a finalizer (one per registration)",
+                    describe(handle)
+                ),
+            ));
+        }
+        record.finalizer = Some(callback);
+        Ok(())
+    })
+}
+
+/// Change a record that is still registered (live or invalidated), under the
+/// detail lock: a release takes the cleanups under that lock after the
+/// unregister transition, so what is added here either runs or is refused.
+fn with_registered_record(
+    handle: u64,
+    what: &str,
+    f: impl FnOnce(&mut Record) -> Result<()>,
+) -> Result<()> {
+    let outcome = table().with_details_mut(handle, |word, details| {
+        match (word.phase(), details.payload.as_mut()) {
+            (Phase::Live | Phase::Invalidated, Some(record)) => Some(f(record)),
+            _ => None,
+        }
+    });
+    match outcome.flatten() {
+        Some(result) => result,
+        None => Err(match table().check(handle) {
+            Err(refusal) => rejection(handle, refusal, what),
+            Ok(_) => rejection(handle, Refusal::Released, what),
+        }),
+    }
 }

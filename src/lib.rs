@@ -38,24 +38,38 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[macro_use]
+mod log;
+
 mod clock;
 mod config;
 mod error;
+mod executor;
 pub mod ffi;
+#[cfg(not(loom))]
+mod fork;
 mod handle;
 mod manager;
 mod names;
 mod object;
+mod prometheus;
+mod record;
+mod registration;
+mod release;
+mod stats;
 mod sync;
 mod table;
 mod thread_accesses;
 
-pub use config::{Config, MAX_FINALIZER_RETRIES};
+pub use config::{Config, MAX_FINALIZER_RETRIES, MEMORY_PRESSURE_INTERVAL, MemoryPressure};
 pub use error::{Error, ErrorCode, Result};
 pub use handle::{AccessGuard, Handle, HandleInfo, HandleState};
-pub use manager::{Registration, configure, default_manager_started};
+pub use manager::{Manager, configure, default_manager_started, default_stats, shutdown};
 pub use names::MAX_INTERNED;
 pub use object::{Kind, ReleaseFn};
+pub use record::CleanupFn;
+pub use registration::Registration;
+pub use stats::{Stats, TypeStats};
 pub use table::MAX_RETAINED_STATES;
 pub use thread_accesses::TRACKED as TRACKED_ACCESSES_PER_THREAD;
 

@@ -1,29 +1,40 @@
-//! Managers own registrations and their configuration; this version has the
-//! default manager, started lazily at the first registration.
+//! Managers: configuration, statistics and the lifecycle of registrations.
 //!
-//! All managers share one handle table (a handle identifies its manager
-//! through its slot), created once per load of the library with a fresh salt.
+//! All managers share one handle table (a handle names its manager through
+//! its slot), created once per load of the library with a fresh salt. The
+//! default manager starts lazily, at the first registration (or call passing
+//! a NULL manager), with the configuration given to [`configure`] or the
+//! defaults, and the environment (`GCS_DEBUG`, `GCS_LEAKS`) read once.
+//!
+//! Closing a manager refuses new registrations and accesses at once
+//! ([`ErrorCode::ShutDown`]), unregisters every registration (those with no
+//! access in flight are released right away, with their cleanups; the others
+//! when their last access ends, on that thread) and waits up to the timeout
+//! for those releases. [`shutdown`] closes every open manager, joins the
+//! finalizer executor's threads and forgets the default manager, so the next
+//! use starts a fresh one.
 
-use core::ffi::c_void;
-use core::ptr::NonNull;
-use std::ffi::CString;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Weak};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
 use crate::clock;
-use crate::config::Config;
-use crate::error::{Error, ErrorCode, Result};
-use crate::handle::Handle;
-use crate::names::{self, Name};
-use crate::object::{self, Kind, Payload, ReleaseFn};
-use crate::sync::{AtomicU64, Ordering};
-use crate::table::{Details, Limits, Table};
+use crate::config::{Config, MEMORY_PRESSURE_INTERVAL};
+use crate::error::{Error, ErrorCode, Result, human_ms};
+use crate::handle::{self, HandleInfo};
+use crate::names::Name;
+use crate::record::Record;
+use crate::release::{self, carry_out_release};
+use crate::stats::{Stats, TypeCounters, TypeStats};
+use crate::table::{Limits, Phase, Table};
 
 /// The table of this load of the library.
-pub(crate) fn table() -> &'static Table<Payload> {
-    static TABLE: LazyLock<Table<Payload>> =
+pub(crate) fn table() -> &'static Table<Record> {
+    static TABLE: LazyLock<Table<Record>> =
         LazyLock::new(|| Table::new(Limits::default(), fresh_salt()));
     &TABLE
 }
@@ -39,24 +50,148 @@ fn fresh_salt() -> u64 {
     hasher.finish()
 }
 
+/// Debugging switches from `GCS_DEBUG` / `GCS_LEAKS` (default manager only).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct EnvFlags {
+    pub(crate) log_state: bool,
+    pub(crate) log_finalizers: bool,
+    pub(crate) stacks: bool,
+    pub(crate) leaks: bool,
+}
+
+impl EnvFlags {
+    /// Read `GCS_DEBUG` (comma-separated: `state`, `finalizers`, `stacks`,
+    /// `all`) and `GCS_LEAKS` (`1`).
+    fn from_environment() -> EnvFlags {
+        let mut flags = EnvFlags::default();
+        if let Ok(debug) = std::env::var("GCS_DEBUG") {
+            for word in debug.split([',', ' ', ':']).map(str::trim) {
+                match word {
+                    "state" => flags.log_state = true,
+                    "finalizers" => flags.log_finalizers = true,
+                    "stacks" => flags.stacks = true,
+                    "all" => {
+                        flags.log_state = true;
+                        flags.log_finalizers = true;
+                        flags.stacks = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        flags.leaks = std::env::var("GCS_LEAKS").is_ok_and(|v| v == "1");
+        flags
+    }
+}
+
 /// The shared state of a manager.
-#[derive(Debug)]
 pub(crate) struct ManagerInner {
+    /// Unique for the life of the process.
+    pub(crate) id: u64,
     pub(crate) config: Config,
+    pub(crate) env: EnvFlags,
+    pub(crate) is_default: bool,
+    closed: AtomicBool,
+    pub(crate) counters: crate::stats::ManagerCounters,
+    types: Mutex<HashMap<Box<str>, Arc<TypeCounters>>>,
     /// `clock::now_ms()` of the last sweep of expired retained states.
     last_sweep_ms: AtomicU64,
+    /// `clock::now_ms()` of the last memory pressure signal (0: never).
+    last_pressure_ms: AtomicU64,
+}
+
+impl core::fmt::Debug for ManagerInner {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Manager")
+            .field("id", &self.id)
+            .field("default", &self.is_default)
+            .finish()
+    }
+}
+
+/// Every manager not yet freed, for `shutdown` and fork handlers.
+fn registry() -> &'static Mutex<Vec<Weak<ManagerInner>>> {
+    static MANAGERS: Mutex<Vec<Weak<ManagerInner>>> = Mutex::new(Vec::new());
+    &MANAGERS
 }
 
 impl ManagerInner {
-    fn new(config: Config) -> Self {
-        ManagerInner {
+    fn start(config: Config, is_default: bool) -> Arc<ManagerInner> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        #[cfg(not(loom))]
+        crate::fork::install_handlers();
+        let env = if is_default {
+            EnvFlags::from_environment()
+        } else {
+            EnvFlags::default()
+        };
+        let inner = Arc::new(ManagerInner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             config,
+            env,
+            is_default,
+            closed: AtomicBool::new(false),
+            counters: Default::default(),
+            types: Mutex::new(HashMap::new()),
             last_sweep_ms: AtomicU64::new(clock::now_ms()),
+            last_pressure_ms: AtomicU64::new(0),
+        });
+        let mut all = registry().lock();
+        all.retain(|m| m.strong_count() > 0);
+        all.push(Arc::downgrade(&inner));
+        inner
+    }
+
+    pub(crate) fn log_state_changes(&self) -> bool {
+        self.config.log_state_changes || self.env.log_state
+    }
+
+    pub(crate) fn log_finalizers(&self) -> bool {
+        self.config.log_finalizers || self.env.log_finalizers
+    }
+
+    pub(crate) fn capture_stacks(&self) -> bool {
+        self.env.stacks
+    }
+
+    pub(crate) fn release_context(&self) -> Option<&glib::MainContext> {
+        self.config.release_context.as_ref()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        // SeqCst: pairs with the swap in `close` (see `register_raw`).
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// The error for work on a closed manager.
+    pub(crate) fn closed_error(&self, what: &str) -> Error {
+        Error::new(
+            ErrorCode::ShutDown,
+            format!("{}: manager closed ({what})", self.describe()),
+        )
+    }
+
+    fn describe(&self) -> String {
+        if self.is_default {
+            "the default manager".to_owned()
+        } else {
+            format!("manager #{}", self.id)
         }
     }
 
+    /// The counters of a type name, created at its first registration.
+    pub(crate) fn type_counters(&self, name: &Name) -> Arc<TypeCounters> {
+        let mut types = self.types.lock();
+        if let Some(counters) = types.get(name.as_str()) {
+            return counters.clone();
+        }
+        let counters = Arc::new(TypeCounters::new(name.clone()));
+        types.insert(name.as_str().into(), counters.clone());
+        counters
+    }
+
     /// Sweep expired retained states if `cleanup_interval` has passed.
-    fn maybe_sweep(&self) {
+    pub(crate) fn maybe_sweep(&self) {
         let now = clock::now_ms();
         // Relaxed: a timestamp; losing a race only means one thread sweeps.
         let last = self.last_sweep_ms.load(Ordering::Relaxed);
@@ -69,9 +204,165 @@ impl ManagerInner {
             table().sweep_expired();
         }
     }
+
+    /// After a registration took the tracked bytes from `before` to `after`:
+    /// signal memory pressure when crossing the limit, then at most once per
+    /// [`MEMORY_PRESSURE_INTERVAL`] while above it. Called outside all locks.
+    pub(crate) fn check_memory(&self, before: u64, after: u64) {
+        let limit = self.config.memory_limit_bytes;
+        let Some(pressure) = self.config.memory_pressure.as_ref() else {
+            return;
+        };
+        if limit == 0 || after <= limit {
+            return;
+        }
+        let now = clock::now_ms().max(1);
+        let last = self.last_pressure_ms.load(Ordering::Relaxed);
+        let crossing = before <= limit;
+        let due = now.saturating_sub(last) >= MEMORY_PRESSURE_INTERVAL.as_millis() as u64;
+        if (crossing || due)
+            && self
+                .last_pressure_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            pressure(after);
+        }
+    }
+
+    /// Every registration of this manager (live, invalidated or releasing).
+    fn handles(&self) -> Vec<u64> {
+        let mut handles = Vec::new();
+        table().for_each_registered(|handle, _, details| {
+            if details
+                .payload
+                .as_ref()
+                .is_some_and(|r| r.manager.id == self.id)
+            {
+                handles.push(handle);
+            }
+        });
+        handles
+    }
+
+    /// Whether any registration of this manager waits for its release.
+    fn releases_pending(&self) -> usize {
+        let mut pending = 0;
+        table().for_each_registered(|_, word, details| {
+            if word.phase() == Phase::Draining
+                && details
+                    .payload
+                    .as_ref()
+                    .is_some_and(|r| r.manager.id == self.id)
+            {
+                pending += 1;
+            }
+        });
+        pending
+    }
+
+    /// Close: see the module documentation. A second close waits the same
+    /// way for what is still pending.
+    pub(crate) fn close(&self, timeout: Option<Duration>) -> Result<()> {
+        let started = Instant::now();
+        // SeqCst: either a concurrent registration sees `closed` after
+        // publishing its slot, or the scan below sees the slot.
+        let first = !self.closed.swap(true, Ordering::SeqCst);
+        if first && self.env.leaks {
+            report_leaks(self);
+        }
+        for handle in self.handles() {
+            if let Ok(Some(claim)) = table().unregister(handle) {
+                carry_out_release(claim);
+            }
+        }
+        let remaining = timeout.map(|t| t.saturating_sub(started.elapsed()));
+        if release::wait_until(remaining, || self.releases_pending() == 0) {
+            if first {
+                log_state!(self, "{} closed", self.describe());
+            }
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorCode::Timeout,
+            format!(
+                "{}: {} registrations still had accesses in flight after {}; each is released when its last access ends",
+                self.describe(),
+                self.releases_pending(),
+                human_ms(started.elapsed().as_millis() as u64)
+            ),
+        ))
+    }
+
+    /// Statistics snapshot.
+    pub(crate) fn stats(&self) -> Stats {
+        let types: Vec<Arc<TypeCounters>> = self.types.lock().values().cloned().collect();
+        let access_ok = types.iter().map(|t| t.accesses()).sum();
+        self.counters.snapshot(access_ok)
+    }
+
+    /// Per-type statistics, sorted by type name.
+    pub(crate) fn type_stats(&self) -> Vec<TypeStats> {
+        let types: Vec<Arc<TypeCounters>> = self.types.lock().values().cloned().collect();
+        let mut stats: Vec<TypeStats> = types.iter().map(|t| t.snapshot()).collect();
+        stats.sort_by(|a, b| a.type_name.cmp(&b.type_name));
+        stats
+    }
+
+    /// What is registered now (the leak report), oldest first.
+    pub(crate) fn live(&self) -> Vec<(HandleInfo, Option<Arc<std::backtrace::Backtrace>>)> {
+        let mut live: Vec<_> = self
+            .handles()
+            .into_iter()
+            .filter_map(|handle| {
+                let info = handle::info(handle).ok()?;
+                let backtrace = table()
+                    .with_details(handle, |_, d| {
+                        d.payload.as_ref().and_then(|r| r.backtrace.clone())
+                    })
+                    .flatten();
+                Some((info, backtrace))
+            })
+            .collect();
+        live.sort_by(|a, b| b.0.age_ms.cmp(&a.0.age_ms));
+        live
+    }
 }
 
-struct DefaultState {
+/// Print every live handle of `manager` to stderr, in the spirit of
+/// GStreamer's `leaks` tracer (`GCS_LEAKS=1`).
+pub(crate) fn report_leaks(manager: &ManagerInner) {
+    let live = manager.live();
+    if live.is_empty() {
+        eprintln!("gcsafety: {}: no leaks", manager.describe());
+        return;
+    }
+    eprintln!(
+        "gcsafety: {}: {} live handles (leaks):",
+        manager.describe(),
+        live.len()
+    );
+    for (info, backtrace) in live {
+        eprintln!(
+            "gcsafety: leak: handle {:#018x} {} '{}' ({}, {:?}, {} bytes, {} accesses in flight), alive {}",
+            info.handle.as_raw(),
+            info.type_name,
+            info.instance_name.as_deref().unwrap_or(""),
+            info.kind.name(),
+            info.state,
+            info.size_bytes,
+            info.accesses_in_flight,
+            human_ms(info.age_ms),
+        );
+        if let Some(backtrace) = backtrace {
+            eprintln!("gcsafety: registered at:\n{backtrace}");
+        }
+    }
+}
+
+// ----- the default manager ------------------------------------------------------
+
+pub(crate) struct DefaultState {
     running: Option<Arc<ManagerInner>>,
     /// Set by `configure` before the default manager starts.
     pending: Option<Config>,
@@ -81,8 +372,6 @@ static DEFAULT: RwLock<DefaultState> = RwLock::new(DefaultState {
     running: None,
     pending: None,
 });
-/// Serialises the start of the default manager (reading the environment once).
-static STARTING: Mutex<()> = Mutex::new(());
 
 /// The default manager: started with its configuration (from
 /// [`configure`], else the defaults) at its first use.
@@ -90,15 +379,20 @@ pub(crate) fn default_manager() -> Arc<ManagerInner> {
     if let Some(running) = &DEFAULT.read().running {
         return running.clone();
     }
-    let _starting = STARTING.lock();
     let mut state = DEFAULT.write();
     if let Some(running) = &state.running {
         return running.clone();
     }
     let config = state.pending.take().unwrap_or_default();
-    let inner = Arc::new(ManagerInner::new(config));
+    let inner = ManagerInner::start(config, true);
     state.running = Some(inner.clone());
     inner
+}
+
+/// The default manager if it has started (calls that only take a handle
+/// never start it).
+pub(crate) fn default_manager_if_started() -> Option<Arc<ManagerInner>> {
+    DEFAULT.read().running.clone()
 }
 
 /// Whether the default manager has started.
@@ -121,218 +415,133 @@ pub fn configure(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// What to register: an object of a [`Kind`], its names and accounting size.
-///
-/// ```no_run
-/// # fn main() -> gcsafety::Result<()> {
-/// gstreamer::init().unwrap();
-/// let element = gstreamer::ElementFactory::make("fakesink").build().unwrap();
-/// let handle = gcsafety::Registration::gst_object(&element).instance_name("sink").register()?;
-/// handle.unregister()?;
-/// # Ok(()) }
-/// ```
+/// Close the default manager and every manager still open, then join the
+/// library's threads. The next use starts a fresh default manager; handles
+/// from before stay dead. With `GCS_LEAKS=1`, live handles are reported first.
+pub fn shutdown(timeout: Option<Duration>) -> Result<()> {
+    let started = Instant::now();
+    let remaining = || timeout.map(|t| t.saturating_sub(started.elapsed()));
+    let default = DEFAULT.write().running.take();
+    let mut open: Vec<Arc<ManagerInner>> = registry()
+        .lock()
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter(|m| !m.is_closed())
+        .collect();
+    if let Some(default) = default {
+        if !open.iter().any(|m| Arc::ptr_eq(m, &default)) {
+            open.push(default);
+        }
+    }
+    let mut result = Ok(());
+    for manager in open {
+        if let Err(error) = manager.close(remaining()) {
+            result = result.and(Err(error));
+        }
+    }
+    if !crate::executor::shutdown(remaining().unwrap_or(Duration::from_secs(3600))) {
+        result = result.and(Err(Error::new(
+            ErrorCode::Timeout,
+            "gcs_shutdown: a finalizer thread is still running a finalizer; it was left to finish",
+        )));
+    }
+    result
+}
+
+/// Fork support: call `f` for every manager while the fork handlers hold
+/// the registry lock (so it is not taken again here).
+pub(crate) fn for_each_manager_locked(mut f: impl FnMut(&ManagerInner)) {
+    // SAFETY: only called by the fork handlers between taking and releasing
+    // the registry lock on this thread, so no other thread can change it.
+    let all = unsafe { &*registry().data_ptr() };
+    for manager in all.iter().filter_map(Weak::upgrade) {
+        f(&manager);
+    }
+}
+
+/// Fork support: the global locks of this module.
+pub(crate) fn fork_locks() -> (
+    &'static RwLock<DefaultState>,
+    &'static Mutex<Vec<Weak<ManagerInner>>>,
+) {
+    (&DEFAULT, registry())
+}
+
+impl ManagerInner {
+    /// Fork support: the per-manager lock.
+    pub(crate) fn types_lock(&self) -> &Mutex<HashMap<Box<str>, Arc<TypeCounters>>> {
+        &self.types
+    }
+}
+
+// ----- the public manager type -------------------------------------------------------
+
+/// A manager with its own configuration and statistics. Dropping it closes
+/// it (waiting as long as accesses take); see [`Manager::close`].
 #[derive(Debug)]
-pub struct Registration {
-    kind: Kind,
-    object: *mut c_void,
-    type_name: Option<String>,
-    instance_name: Option<String>,
-    size_bytes: u64,
-    release: Option<ReleaseFn>,
-    release_data: *mut c_void,
-    set_null_state: bool,
+pub struct Manager {
+    pub(crate) inner: Arc<ManagerInner>,
 }
 
-impl Registration {
-    /// A registration of a raw object pointer of `kind`.
-    ///
-    /// The pointer must stay valid until [`register`](Self::register) has
-    /// taken its reference; for [`Kind::Pointer`] give a release function with
-    /// [`release`](Self::release).
-    pub fn from_raw(kind: Kind, object: *mut c_void) -> Self {
-        Registration {
-            kind,
-            object,
-            type_name: None,
-            instance_name: None,
-            size_bytes: 0,
-            release: None,
-            release_data: core::ptr::null_mut(),
-            set_null_state: false,
-        }
+impl Manager {
+    /// A new manager. The configuration is checked first.
+    pub fn new(config: Config) -> Result<Manager> {
+        config.validate()?;
+        Ok(Manager {
+            inner: ManagerInner::start(config, false),
+        })
     }
 
-    /// A `GstObject` (element, pad, bus, pipeline...). The registration takes
-    /// its own reference (transfer none).
-    pub fn gst_object<T: glib::prelude::IsA<gstreamer::Object>>(object: &T) -> Self {
-        use glib::translate::ToGlibPtr;
-        let raw: *mut gstreamer_sys::GstObject = object.as_ref().to_glib_none().0;
-        Self::from_raw(Kind::GstObject, raw.cast())
+    /// Refuse new registrations and accesses, release every registration
+    /// (running cleanups), and wait up to `timeout` (`None`: as long as it
+    /// takes) for registrations whose accesses are still in flight; those are
+    /// released when their last access ends ([`ErrorCode::Timeout`] then).
+    pub fn close(&self, timeout: Option<Duration>) -> Result<()> {
+        self.inner.close(timeout)
     }
 
-    /// Any `GObject`. The registration takes its own reference (transfer none).
-    pub fn gobject<T: glib::prelude::IsA<glib::Object>>(object: &T) -> Self {
-        use glib::translate::ToGlibPtr;
-        let raw: *mut gobject_sys::GObject = object.as_ref().to_glib_none().0;
-        Self::from_raw(Kind::GObject, raw.cast())
+    /// Whether it is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
     }
 
-    /// A `GObject` held weakly: no strong reference; each access upgrades.
-    pub fn weak_gobject<T: glib::prelude::IsA<glib::Object>>(object: &T) -> Self {
-        Self {
-            kind: Kind::WeakGObject,
-            ..Self::gobject(object)
-        }
+    /// Statistics.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
     }
 
-    /// A `GstMiniObject` (`gst::Buffer`, `gst::Sample`, `gst::Caps`, ...).
-    /// The registration takes its own reference (transfer none).
-    pub fn mini_object<T: gstreamer::prelude::IsMiniObject>(object: &T) -> Self {
-        // `RefType` is `#[repr(transparent)]` over the C struct: its address
-        // is the `GstMiniObject *`.
-        let raw: *const T::RefType = object.as_ref();
-        Self::from_raw(Kind::MiniObject, raw as *mut c_void)
+    /// Statistics per type name.
+    pub fn type_stats(&self) -> Vec<TypeStats> {
+        self.inner.type_stats()
     }
 
-    /// The type name for messages and statistics (default: the GType name,
-    /// or "pointer").
-    pub fn type_name(mut self, name: impl Into<String>) -> Self {
-        self.type_name = Some(name.into());
-        self
+    /// Every registration not yet released, oldest first (the leak report).
+    pub fn live(&self) -> Vec<HandleInfo> {
+        self.inner
+            .live()
+            .into_iter()
+            .map(|(info, _)| info)
+            .collect()
     }
 
-    /// The instance name for messages and the leak report.
-    pub fn instance_name(mut self, name: impl Into<String>) -> Self {
-        self.instance_name = Some(name.into());
-        self
-    }
-
-    /// Size for memory accounting.
-    pub fn size_bytes(mut self, size: u64) -> Self {
-        self.size_bytes = size;
-        self
-    }
-
-    /// The release function of a [`Kind::Pointer`] registration, called once
-    /// with `(object, data)` at release.
-    pub fn release(mut self, release: ReleaseFn, data: *mut c_void) -> Self {
-        self.release = Some(release);
-        self.release_data = data;
-        self
-    }
-
-    /// For a `GstElement`: set it to `GST_STATE_NULL` immediately before the
-    /// registration drops its reference. This runs on the releasing thread,
-    /// which must not be one of the element's own streaming threads.
-    pub fn set_null_state(mut self, yes: bool) -> Self {
-        self.set_null_state = yes;
-        self
-    }
-
-    /// Register with the default manager.
-    pub fn register(self) -> Result<Handle> {
-        // SAFETY: the typed constructors pass live gstreamer-rs objects; for
-        // `from_raw`, the caller's contract (documented there) applies. A
-        // NULL pointer is refused inside.
-        unsafe { register_raw(&default_manager(), self) }
+    /// The statistics in the Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        crate::prometheus::render(&self.inner.stats(), &self.inner.type_stats())
     }
 }
 
-/// Register with `manager`. Validates, takes the reference, fills a slot.
-///
-/// # Safety
-/// `registration.object` must be NULL or point at a live object of its kind.
-pub(crate) unsafe fn register_raw(
-    manager: &ManagerInner,
-    registration: Registration,
-) -> Result<Handle> {
-    let Registration {
-        kind,
-        object,
-        type_name,
-        instance_name,
-        size_bytes,
-        release,
-        release_data,
-        set_null_state,
-    } = registration;
-    let object = NonNull::new(object)
-        .ok_or_else(|| Error::new(ErrorCode::NullArgument, "cannot register a NULL object"))?;
-    match (kind, release.is_some()) {
-        (Kind::Pointer, false) => {
-            return Err(Error::new(
-                ErrorCode::InvalidArgument,
-                "GCS_KIND_POINTER needs a release function",
-            ));
-        }
-        (Kind::Pointer, true) => {}
-        (_, true) => {
-            return Err(Error::new(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "a release function is only for GCS_KIND_POINTER, not {}",
-                    kind.name()
-                ),
-            ));
-        }
-        (_, false) => {}
-    }
-    if set_null_state && kind != Kind::GstObject {
-        return Err(Error::new(
-            ErrorCode::InvalidArgument,
-            format!(
-                "GCS_REGISTER_SET_NULL_STATE is for GstElements (GCS_KIND_GST_OBJECT), not {}",
-                kind.name()
-            ),
-        ));
-    }
-    // SAFETY: forwarded precondition; validation happens before any reference.
-    let gtype_name =
-        unsafe { object::validate(kind, object, manager.config.enable_state_checking)? };
-    let type_name = match type_name {
-        Some(name) => names::intern(&c_string(name, "type_name")?),
-        None => Name::Static(gtype_name),
-    };
-    let instance_name = instance_name
-        .map(|name| c_string(name, "instance_name"))
-        .transpose()?;
-    manager.maybe_sweep();
-    let retention_ms = manager.config.state_retention.as_millis() as u64;
-    let make = || {
-        // SAFETY: validated (or vouched for) above; runs only once a slot is
-        // reserved, so a full table takes no reference.
-        let payload =
-            unsafe { object::acquire(kind, object, release, release_data, set_null_state) };
-        let stored = payload.stored_pointer();
-        let details = Details {
-            payload: Some(payload),
-            type_name,
-            instance_name: instance_name.map(CString::into_boxed_c_str),
-            kind: kind as u32,
-            size_bytes,
-            registered_at_ms: clock::now_ms(),
-            released_at_ms: 0,
-            retention_ms,
-        };
-        (stored, details)
-    };
-    match table().insert(make) {
-        Ok(handle) => Ok(Handle::from_issued(handle)),
-        Err(_) => Err(Error::new(
-            ErrorCode::TableFull,
-            format!(
-                "handle table full ({} slots): nothing registered",
-                table().capacity()
-            ),
-        )),
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.inner.close(None);
     }
 }
 
-fn c_string(name: String, what: &str) -> Result<CString> {
-    CString::new(name).map_err(|_| {
-        Error::new(
-            ErrorCode::InvalidArgument,
-            format!("{what} contains a NUL byte"),
-        )
-    })
+/// Statistics of the default manager (starting it if needed).
+pub fn default_stats() -> Stats {
+    default_manager().stats()
+}
+
+/// Names as static C strings for the C ABI's foreach callbacks.
+pub(crate) fn c_name(name: &str) -> std::ffi::CString {
+    std::ffi::CString::new(name).unwrap_or_else(|_| c"?".to_owned())
 }

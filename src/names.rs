@@ -39,9 +39,18 @@ impl Name {
 }
 
 /// Intern `name`, or own it when the interner is full.
-pub(crate) fn intern(name: &CStr) -> Name {
+fn interned() -> &'static parking_lot::RwLock<HashSet<&'static CStr>> {
     static INTERNED: OnceLock<parking_lot::RwLock<HashSet<&'static CStr>>> = OnceLock::new();
-    let set = INTERNED.get_or_init(Default::default);
+    INTERNED.get_or_init(Default::default)
+}
+
+/// Fork support: the interner's lock.
+pub(crate) fn fork_lock() -> &'static parking_lot::RwLock<HashSet<&'static CStr>> {
+    interned()
+}
+
+pub(crate) fn intern(name: &CStr) -> Name {
+    let set = interned();
     if let Some(found) = set.read().get(name) {
         return Name::Static(found);
     }

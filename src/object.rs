@@ -168,6 +168,19 @@ impl Payload {
         }
     }
 
+    /// The object as cleanups should see it: the object for strong kinds; for
+    /// a weak one a strong reference while it is still alive (to be dropped
+    /// with [`downgrade`] by the caller, returned second), else NULL.
+    pub(crate) fn object_for_cleanup(&self) -> (*mut c_void, Option<NonNull<c_void>>) {
+        match self {
+            Payload::Weak { weak, .. } => match upgrade(*weak) {
+                Some(strong) => (strong.as_ptr(), Some(strong)),
+                None => (core::ptr::null_mut(), None),
+            },
+            other => (other.stored_pointer(), None),
+        }
+    }
+
     /// Drop the registration's reference (or call the release function).
     /// Exactly once per registration: consumes the payload.
     pub(crate) fn release(self) {

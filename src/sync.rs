@@ -40,3 +40,26 @@ impl<T> Mutex<T> {
         return self.0.lock();
     }
 }
+
+#[cfg(not(loom))]
+impl<T> Mutex<T> {
+    /// Fork support: whether some thread holds the lock.
+    pub(crate) fn is_locked(&self) -> bool {
+        self.0.is_locked()
+    }
+
+    /// Fork support: take the lock and keep it past this call.
+    pub(crate) fn lock_across_fork(&self) {
+        core::mem::forget(self.0.lock());
+    }
+
+    /// Fork support: release a lock taken by `lock_across_fork`, or, in a
+    /// forked child, one held by a thread that does not exist there.
+    ///
+    /// # Safety
+    /// The lock must be held, and its holder must not use its guard again.
+    pub(crate) unsafe fn force_unlock(&self) {
+        // SAFETY: forwarded.
+        unsafe { self.0.force_unlock() }
+    }
+}

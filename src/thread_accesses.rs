@@ -24,12 +24,14 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 /// How many accesses per thread are tracked for deadlock detection.
 pub const TRACKED: usize = 16;
 
-struct Block {
+pub(crate) struct Block {
     /// Handles of accesses begun on the owning thread; written only by it.
     entries: [AtomicU64; TRACKED],
     /// How many entries are in use; written only by the owning thread.
@@ -44,6 +46,22 @@ fn registry() -> &'static Mutex<Vec<Arc<Block>>> {
     REGISTRY.get_or_init(Default::default)
 }
 
+/// Fork support: the registry of blocks.
+pub(crate) fn fork_lock() -> &'static Mutex<Vec<Arc<Block>>> {
+    registry()
+}
+
+/// Fork support, in the child: release mailbox locks that vanished threads held.
+pub(crate) fn fork_child_unlock() {
+    for block in registry().lock().iter() {
+        if block.mailbox.is_locked() {
+            // SAFETY: in the forked child only this thread exists; the holder
+            // is gone and will never use its guard.
+            unsafe { block.mailbox.force_unlock() };
+        }
+    }
+}
+
 /// The owning thread's handle on its block; unregisters it at thread exit.
 struct Owner(Arc<Block>);
 
@@ -54,17 +72,14 @@ impl Owner {
             len: AtomicUsize::new(0),
             mailbox: Mutex::new(Vec::new()),
         });
-        registry()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(block.clone());
+        registry().lock().push(block.clone());
         Owner(block)
     }
 }
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        let mut all = registry().lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all = registry().lock();
         all.retain(|block| !Arc::ptr_eq(block, &self.0));
     }
 }
@@ -103,8 +118,7 @@ impl Block {
     /// Apply the notes of accesses ended elsewhere; owner only.
     #[cold]
     fn drain_mailbox(&self) {
-        let posted =
-            std::mem::take(&mut *self.mailbox.lock().unwrap_or_else(PoisonError::into_inner));
+        let posted = std::mem::take(&mut *self.mailbox.lock());
         for handle in posted {
             self.remove_local(handle);
         }
@@ -150,9 +164,9 @@ pub(crate) fn remove(handle: u64) {
 /// thread that holds it.
 #[cold]
 fn post_foreign_end(handle: u64) {
-    let all = registry().lock().unwrap_or_else(PoisonError::into_inner);
+    let all = registry().lock();
     if let Some(block) = all.iter().find(|block| block.holds(handle)) {
-        let mut mailbox = block.mailbox.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut mailbox = block.mailbox.lock();
         if mailbox.len() < TRACKED {
             mailbox.push(handle);
         }

@@ -1,11 +1,13 @@
 //! `GcsConfig`, `gcs_config_init`, `gcs_configure`.
 
 use core::ffi::c_void;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
-use crate::error::{Error, ErrorCode, Result};
+use crate::config::{Config, MemoryPressure};
+use crate::error::Result;
 use crate::ffi::error::GcsResult;
+use crate::record::SendPtr;
 
 /// Called when tracked memory is above `memory_limit_bytes`:
 /// `memory_pressure(tracked_bytes, user_data)`.
@@ -35,20 +37,28 @@ pub struct GcsConfig {
     pub enable_finalizer_safety: bool,
     /// A non-zero access callback invalidates the handle. Default false.
     pub invalidate_on_callback_error: bool,
-    /// Log state changes (GStreamer category "gcsafety", else stderr). Default
-    /// false. Not available in this version: true is refused with
-    /// GCS_ERROR_INVALID_ARGUMENT.
+    /// Log registrations, invalidations and releases: to the GStreamer debug
+    /// category "gcsafety" (level DEBUG) once GStreamer is initialised, else to
+    /// stderr. Default false. Also GCS_DEBUG=state (default manager).
     pub log_state_changes: bool,
-    /// Log finalizers. Default false. Not available in this version.
+    /// Log finalizer runs (DEBUG), failures and timeouts (WARNING). Default
+    /// false. Also GCS_DEBUG=finalizers (default manager).
     pub log_finalizers: bool,
-    /// A `GMainContext *` to release objects on. Default NULL (release on the
-    /// thread that ends the last access). Not available in this version:
-    /// non-NULL is refused with GCS_ERROR_INVALID_ARGUMENT.
+    /// A `GMainContext *` (transfer none: the manager takes a reference) on
+    /// which releases run (cleanups, finalizer hand-off, final unref), for
+    /// objects that must die on their owner's thread: dispatched with
+    /// g_main_context_invoke_full, so it runs at once when the releasing
+    /// thread owns the context, else when the context is next iterated.
+    /// Default NULL: on the thread that ends the last access.
     pub release_context: *mut c_void,
-    /// Tracked bytes above which `memory_pressure` is called; 0 = none.
-    /// Not available in this version: non-zero is refused.
+    /// Tracked bytes (sum of `size_bytes` of unreleased registrations) above
+    /// which `memory_pressure` is called; 0 = no limit.
     pub memory_limit_bytes: u64,
-    /// Memory pressure callback. Not available in this version: must be NULL.
+    /// Called as `memory_pressure(tracked_bytes, memory_pressure_data)` on the
+    /// registering thread, with no library lock held: by the registration that
+    /// takes the tracked bytes above the limit, then at most once every
+    /// GCS_MEMORY_PRESSURE_INTERVAL_MS while they stay above it. Requires a
+    /// non-zero `memory_limit_bytes`.
     pub memory_pressure: GcsMemoryPressureFn,
     /// `user_data` of `memory_pressure`.
     pub memory_pressure_data: *mut c_void,
@@ -77,19 +87,30 @@ impl GcsConfig {
     }
 
     /// The core configuration, or why these values cannot be used.
-    pub fn to_config(&self) -> Result<Config> {
-        if !self.release_context.is_null() {
-            return Err(Error::new(
-                ErrorCode::InvalidArgument,
-                "release_context is not available in this version of gcsafety; leave it NULL",
-            ));
-        }
-        if self.memory_pressure.is_some() {
-            return Err(Error::new(
-                ErrorCode::InvalidArgument,
-                "memory_pressure is not available in this version of gcsafety; leave it NULL",
-            ));
-        }
+    ///
+    /// # Safety
+    /// `release_context` must be NULL or a valid `GMainContext *`.
+    pub unsafe fn to_config(&self) -> Result<Config> {
+        let release_context = if self.release_context.is_null() {
+            None
+        } else {
+            use glib::translate::FromGlibPtrNone;
+            // SAFETY: a valid GMainContext per the precondition; this takes
+            // a reference of the manager's own (dropped with the manager).
+            Some(unsafe {
+                glib::MainContext::from_glib_none(
+                    self.release_context.cast::<glib_sys::GMainContext>(),
+                )
+            })
+        };
+        let memory_pressure = self.memory_pressure.map(|func| {
+            let data = SendPtr(self.memory_pressure_data);
+            // SAFETY (of the call): the caller registered `func` for `data`
+            // and the ABI documents the thread it is called on.
+            let pressure: MemoryPressure =
+                Arc::new(move |tracked: u64| unsafe { func(tracked, data.get()) });
+            pressure
+        });
         let config = Config {
             cleanup_interval: Duration::from_millis(self.cleanup_interval_ms.into()),
             state_retention: Duration::from_millis(self.state_retention_ms.into()),
@@ -100,12 +121,21 @@ impl GcsConfig {
             invalidate_on_callback_error: self.invalidate_on_callback_error,
             log_state_changes: self.log_state_changes,
             log_finalizers: self.log_finalizers,
+            release_context,
             memory_limit_bytes: self.memory_limit_bytes,
+            memory_pressure,
         };
         config.validate()?;
         Ok(config)
     }
 }
+
+/// While tracked bytes stay above `memory_limit_bytes`, `memory_pressure`
+/// is called again at most this often.
+pub const GCS_MEMORY_PRESSURE_INTERVAL_MS: u32 = 100;
+const _: () = assert!(
+    GCS_MEMORY_PRESSURE_INTERVAL_MS as u128 == crate::config::MEMORY_PRESSURE_INTERVAL.as_millis()
+);
 
 /// Fill `config` with the defaults and set its `struct_size`. Does nothing
 /// if `config` is NULL.
@@ -127,8 +157,9 @@ pub extern "C" fn gcs_config_init(config: *mut GcsConfig) {
 pub extern "C" fn gcs_configure(config: *const GcsConfig) -> GcsResult {
     ffi_result!({
         let config = sized_struct!("gcs_configure", config, GcsConfig);
-        // SAFETY: checked non-NULL and large enough by `sized_struct!`.
-        let config = unsafe { &*config }.to_config()?;
+        // SAFETY: checked non-NULL and large enough by `sized_struct!`; the
+        // ABI requires release_context to be NULL or a GMainContext.
+        let config = unsafe { (*config).to_config()? };
         crate::manager::configure(&config)
     })
 }

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::ffi::error::{GcsResult, record};
+use crate::ffi::manager::manager_from_ptr;
 use crate::handle::{self, HandleState};
-use crate::manager::{Registration, default_manager, register_raw};
+use crate::manager::default_manager;
 use crate::object::Kind;
+use crate::registration::{Registration, register_raw};
 
 /// An opaque handle: index + generation, salted per load of the library.
 /// Never a pointer; 0 (`GCS_INVALID_HANDLE`) is never issued; any value is
@@ -83,9 +85,9 @@ pub enum GcsRegisterFlags {
     /// with any gst_element_set_state, that must not be one of the element's
     /// own streaming threads.
     GCS_REGISTER_SET_NULL_STATE = 1 << 0,
-    /// Record a backtrace at registration for the leak report (also
-    /// GCS_DEBUG=stacks). Not available in this version: refused with
-    /// GCS_ERROR_INVALID_ARGUMENT.
+    /// Record a backtrace at registration, printed with the handle in the
+    /// leak report (GCS_LEAKS=1). GCS_DEBUG=stacks does it for every
+    /// registration of the default manager. Costs tens of microseconds.
     GCS_REGISTER_CAPTURE_STACK = 1 << 1,
 }
 
@@ -107,7 +109,8 @@ pub type GcsAccessFn =
 pub struct GcsRegistration {
     /// `sizeof(GcsRegistration)`.
     pub struct_size: u32,
-    /// NULL = the default manager (the only one in this version).
+    /// NULL = the default manager (started if needed), else one from
+    /// gcs_manager_new.
     pub manager: *mut GcsManager,
     /// What `object` is.
     pub kind: GcsObjectKindValue,
@@ -243,12 +246,6 @@ pub extern "C" fn gcs_register_full(
         handle_out_checked("gcs_register_full", handle_out)?;
         // SAFETY: checked non-NULL and large enough by `sized_struct!`.
         let r = unsafe { &*registration };
-        if !r.manager.is_null() {
-            return Err(Error::new(
-                ErrorCode::InvalidArgument,
-                "gcs_register_full: manager must be NULL (the default manager) in this version",
-            ));
-        }
         let kind = Kind::from_raw(r.kind).ok_or_else(|| {
             Error::new(
                 ErrorCode::InvalidArgument,
@@ -263,15 +260,10 @@ pub extern "C" fn gcs_register_full(
                 format!("gcs_register_full: unknown flags {:#x}", r.flags & !KNOWN),
             ));
         }
-        if r.flags & GcsRegisterFlags::GCS_REGISTER_CAPTURE_STACK as u32 != 0 {
-            return Err(Error::new(
-                ErrorCode::InvalidArgument,
-                "gcs_register_full: GCS_REGISTER_CAPTURE_STACK is not available in this version",
-            ));
-        }
         let mut registration = Registration::from_raw(kind, r.object)
             .size_bytes(r.size_bytes)
-            .set_null_state(r.flags & GcsRegisterFlags::GCS_REGISTER_SET_NULL_STATE as u32 != 0);
+            .set_null_state(r.flags & GcsRegisterFlags::GCS_REGISTER_SET_NULL_STATE as u32 != 0)
+            .capture_stack(r.flags & GcsRegisterFlags::GCS_REGISTER_CAPTURE_STACK as u32 != 0);
         if let Some(name) = optional_str("type_name", r.type_name)? {
             registration = registration.type_name(name);
         }
@@ -281,9 +273,11 @@ pub extern "C" fn gcs_register_full(
         if let Some(release) = r.release {
             registration = registration.release(release, r.release_data);
         }
+        // SAFETY: the ABI requires `manager` to be NULL or live.
+        let manager = unsafe { manager_from_ptr(r.manager) };
         // SAFETY: the ABI requires `object` to be NULL (refused) or a live
         // object of `kind`, and `release` to be callable with it.
-        let handle = unsafe { register_raw(&default_manager(), registration)? };
+        let handle = unsafe { register_raw(&manager, registration)? };
         write_out(handle_out, handle.as_raw());
         Ok(())
     })
@@ -404,26 +398,32 @@ pub extern "C" fn gcs_get_info(handle: GcsHandle, info_out: *mut GcsHandleInfo) 
     ffi_result!({
         let info_out = sized_struct!("gcs_get_info", info_out, GcsHandleInfo);
         let (info, type_name, instance_name) = handle::info_with_c_names(handle)?;
-        write_out(
-            info_out,
-            GcsHandleInfo {
-                struct_size: core::mem::size_of::<GcsHandleInfo>() as u32,
-                state: match info.state {
-                    HandleState::Live => GcsHandleState::GCS_STATE_LIVE,
-                    HandleState::Invalidated => GcsHandleState::GCS_STATE_INVALIDATED,
-                    HandleState::Releasing => GcsHandleState::GCS_STATE_RELEASING,
-                    HandleState::Released => GcsHandleState::GCS_STATE_RELEASED,
-                },
-                handle: info.handle.as_raw(),
-                kind: info.kind.into(),
-                accesses_in_flight: info.accesses_in_flight,
-                type_name,
-                instance_name,
-                size_bytes: info.size_bytes,
-                age_ms: info.age_ms,
-                released_ms_ago: info.released_ms_ago,
-            },
-        );
+        write_out(info_out, handle_info_to_c(&info, type_name, instance_name));
         Ok(())
     })
+}
+
+/// A `GcsHandleInfo` for `info`, with names owned by the caller.
+pub(crate) fn handle_info_to_c(
+    info: &crate::HandleInfo,
+    type_name: *const c_char,
+    instance_name: *const c_char,
+) -> GcsHandleInfo {
+    GcsHandleInfo {
+        struct_size: core::mem::size_of::<GcsHandleInfo>() as u32,
+        state: match info.state {
+            HandleState::Live => GcsHandleState::GCS_STATE_LIVE,
+            HandleState::Invalidated => GcsHandleState::GCS_STATE_INVALIDATED,
+            HandleState::Releasing => GcsHandleState::GCS_STATE_RELEASING,
+            HandleState::Released => GcsHandleState::GCS_STATE_RELEASED,
+        },
+        handle: info.handle.as_raw(),
+        kind: info.kind.into(),
+        accesses_in_flight: info.accesses_in_flight,
+        type_name,
+        instance_name,
+        size_bytes: info.size_bytes,
+        age_ms: info.age_ms,
+        released_ms_ago: info.released_ms_ago,
+    }
 }

@@ -13,11 +13,15 @@
 #[macro_use]
 mod macros;
 
+pub mod cleanup;
 pub mod config;
 pub mod error;
 pub mod handle;
+pub mod manager;
+pub mod stats;
 pub mod version;
 
 pub use config::GcsConfig;
 pub use error::GcsResult;
 pub use handle::{GcsHandle, GcsHandleInfo, GcsHandleState, GcsObjectKind, GcsRegistration};
+pub use stats::{GcsStats, GcsTypeStats};

@@ -218,6 +218,7 @@ impl<P> Table<P> {
     /// Register: reserve a free slot, fill it with what `make` returns (called
     /// only once a slot is secured, so a full table takes no reference), publish
     /// it `Live`, and return the new handle.
+    #[cfg_attr(not(test), allow(dead_code))] // the unit tests and loom models use it
     pub(crate) fn insert(
         &self,
         make: impl FnOnce() -> (*mut c_void, Details<P>),
@@ -543,6 +544,7 @@ impl<P> Table<P> {
     }
 
     /// Invalidate: refuse new accesses but keep the registration.
+    #[cfg_attr(not(test), allow(dead_code))] // the unit tests and loom models use it
     pub(crate) fn invalidate(&self, handle: u64) -> Result<(), Refusal> {
         self.invalidate_with(handle, |_| ())
     }
@@ -584,6 +586,7 @@ impl<P> Table<P> {
     }
 
     /// Take the payload of a claimed slot (once), stamping the release time.
+    #[cfg_attr(not(test), allow(dead_code))] // the unit tests and loom models use it
     pub(crate) fn take_payload(&self, claim: &Claim<'_, P>) -> Option<P> {
         let slot = self.slot(claim.index)?;
         // Relaxed: the claim already ordered us after every accessor.
@@ -744,11 +747,40 @@ impl<P> Table<P> {
     /// or Draining), under that slot's detail lock: `f` must not run user code.
     pub(crate) fn for_each_registered(&self, mut f: impl FnMut(u64, Word, &Details<P>)) {
         for index in 0..self.capacity() {
-            let Some(slot) = self.slot(index) else { continue };
+            let Some(slot) = self.slot(index) else {
+                continue;
+            };
             let details = slot.details();
             let word = slot.load(Ordering::Acquire);
-            if matches!(word.phase(), Phase::Live | Phase::Invalidated | Phase::Draining) {
+            if matches!(
+                word.phase(),
+                Phase::Live | Phase::Invalidated | Phase::Draining
+            ) {
                 f(self.encode(index, word.generation()), word, &details);
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl<P> Table<P> {
+    /// Fork support: the table's global locks, in their nesting order.
+    pub(crate) fn fork_locks(&self) -> [&dyn crate::fork::ForkLock; 2] {
+        [&self.created, &self.retained]
+    }
+
+    /// Fork support, in the child: release every slot's detail lock that a
+    /// thread of the parent held at the fork (it does not exist here).
+    pub(crate) fn fork_child_unlock_slots(&self) {
+        // `capacity()` takes `created`, which the child handler released.
+        for index in 0..self.capacity() {
+            if let Some(slot) = self.slot(index) {
+                let lock = slot.details_lock();
+                if lock.is_locked() {
+                    // SAFETY: in the forked child only this thread exists, so
+                    // the holder is gone and will never use its guard.
+                    unsafe { lock.force_unlock() };
+                }
             }
         }
     }

@@ -244,6 +244,12 @@ impl<P> Slot<P> {
         Word(self.state.load(order))
     }
 
+    /// The detail lock itself (fork support).
+    #[cfg(not(loom))]
+    pub(crate) fn details_lock(&self) -> &Mutex<Details<P>> {
+        &self.details
+    }
+
     /// Lock the details. Never on the access path; never while user code runs.
     pub(crate) fn details(&self) -> MutexGuard<'_, Details<P>> {
         self.details.lock()

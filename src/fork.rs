@@ -1,0 +1,131 @@
+//! What a forked child may do, and the `pthread_atfork` handlers that make
+//! it so.
+//!
+//! In the child only the forking thread exists. Any lock another parent
+//! thread held at the fork would stay held forever, so:
+//! * `prepare` (in the parent, before the fork) takes every global lock of
+//!   the library, in one fixed order (the order normal code nests them), so
+//!   no other thread is inside those critical sections at the fork;
+//! * `parent` releases them; `child` releases them too, then force-unlocks
+//!   the small per-slot, per-thread-memo and per-thread-tracker locks that a
+//!   vanished thread may have held (their critical sections are a few plain
+//!   writes with no user code, so the data is consistent unless the fork hit
+//!   mid-write of that one slot), and resets the finalizer executor, whose
+//!   threads do not exist in the child (finalizers queued in the parent are
+//!   not run in the child).
+//!
+//! So a child can register and use new handles, and use handles inherited
+//! from the parent (its copies of the objects and references), from the
+//! forking thread, without deadlock. Accesses that parent threads had in
+//! flight at the fork stay counted in the child, so those handles are
+//! released in the child only if it ends the accesses itself.
+
+use std::sync::Once;
+
+/// A lock the fork handlers can hold across `fork` and release after.
+pub(crate) trait ForkLock {
+    /// Take the lock (exclusively) and keep it past this call.
+    fn lock_across_fork(&self);
+    /// Release a lock held by `lock_across_fork`, or in a forked child by a
+    /// thread that does not exist there.
+    ///
+    /// # Safety
+    /// The lock must be held exclusively, and its holder must never use its
+    /// guard again.
+    unsafe fn force_unlock(&self);
+}
+
+impl<T> ForkLock for parking_lot::Mutex<T> {
+    fn lock_across_fork(&self) {
+        std::mem::forget(self.lock());
+    }
+    unsafe fn force_unlock(&self) {
+        // SAFETY: forwarded.
+        unsafe { parking_lot::Mutex::force_unlock(self) }
+    }
+}
+
+impl<T> ForkLock for parking_lot::RwLock<T> {
+    fn lock_across_fork(&self) {
+        std::mem::forget(self.write());
+    }
+    unsafe fn force_unlock(&self) {
+        // SAFETY: forwarded.
+        unsafe { self.force_unlock_write() }
+    }
+}
+
+impl<T> ForkLock for crate::sync::Mutex<T> {
+    fn lock_across_fork(&self) {
+        crate::sync::Mutex::lock_across_fork(self)
+    }
+    unsafe fn force_unlock(&self) {
+        // SAFETY: forwarded.
+        unsafe { crate::sync::Mutex::force_unlock(self) }
+    }
+}
+
+use crate::manager::{self, table};
+use crate::{executor, names, release, stats, thread_accesses};
+
+/// Install the handlers once per load of the library (the first manager start).
+pub(crate) fn install_handlers() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        // SAFETY: the three handlers are `extern "C"` functions that never
+        // unwind; pthread_atfork has no other precondition.
+        unsafe {
+            libc::pthread_atfork(Some(prepare), Some(parent), Some(child));
+        }
+    });
+}
+
+extern "C" fn prepare() {
+    let (default, registry) = manager::fork_locks();
+    default.lock_across_fork();
+    registry.lock_across_fork();
+    // The registry lock is held: walk the managers without taking it again.
+    manager::for_each_manager_locked(|m| m.types_lock().lock_across_fork());
+    names::fork_lock().lock_across_fork();
+    table()
+        .fork_locks()
+        .iter()
+        .for_each(|lock| lock.lock_across_fork());
+    stats::fork_lock().lock_across_fork();
+    thread_accesses::fork_lock().lock_across_fork();
+    release::epoch_lock().lock_across_fork();
+    executor::fork_prepare();
+}
+
+/// Release what `prepare` took (in reverse order).
+fn release_prepared() {
+    let (default, registry) = manager::fork_locks();
+    // SAFETY (each force_unlock below): `prepare` took the lock and forgot
+    // its guard; nothing else can have released it.
+    unsafe {
+        release::epoch_lock().force_unlock();
+        thread_accesses::fork_lock().force_unlock();
+        stats::fork_lock().force_unlock();
+        table()
+            .fork_locks()
+            .iter()
+            .for_each(|lock| lock.force_unlock());
+        names::fork_lock().force_unlock();
+        manager::for_each_manager_locked(|m| m.types_lock().force_unlock());
+        registry.force_unlock();
+        default.force_unlock();
+    }
+}
+
+extern "C" fn parent() {
+    executor::fork_parent();
+    release_prepared();
+}
+
+extern "C" fn child() {
+    executor::fork_child();
+    release_prepared();
+    table().fork_child_unlock_slots();
+    stats::fork_child_unlock();
+    thread_accesses::fork_child_unlock();
+}

@@ -1,0 +1,110 @@
+//! What a slot holds for one registration: the object's payload, its
+//! manager and counters, and the cleanups and finalizer to run at release.
+
+use core::ffi::{c_int, c_void};
+use std::backtrace::Backtrace;
+use std::sync::Arc;
+
+use crate::manager::ManagerInner;
+use crate::object::Payload;
+use crate::stats::TypeCounters;
+
+/// A C callback of the ABI: `fn(object, user_data)`, 0 = success.
+pub type CleanupFn = unsafe extern "C" fn(object: *mut c_void, user_data: *mut c_void) -> c_int;
+
+/// A pointer that the C caller promised may cross threads (`user_data`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SendPtr(pub(crate) *mut c_void);
+// SAFETY: the ABI documents that cleanups, finalizers and release functions
+// may run on another thread than registered them; the caller's `user_data`
+// must allow that.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above; the pointer is only passed back to the caller.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer. (A method, so that closures capture the whole `SendPtr`,
+    /// not its `!Send` field.)
+    pub(crate) fn get(self) -> *mut c_void {
+        self.0
+    }
+}
+
+/// A cleanup or finalizer: a C function with its data, or a Rust closure.
+pub(crate) enum Callback {
+    /// From the C ABI.
+    C { func: CleanupFn, data: SendPtr },
+    /// From the Rust API; `true` = success. `FnMut` so a finalizer can be retried.
+    Rust(Box<dyn FnMut(*mut c_void) -> bool + Send>),
+}
+
+impl core::fmt::Debug for Callback {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Callback::C { func, data } => write!(f, "Callback::C({func:p}, {:p})", data.0),
+            Callback::Rust(_) => f.write_str("Callback::Rust"),
+        }
+    }
+}
+
+impl Callback {
+    /// Run it; `true` on success. A Rust closure's panic is caught and is a
+    /// failure (C callbacks must not unwind: the ABI forbids it).
+    pub(crate) fn call(&mut self, object: *mut c_void) -> bool {
+        match self {
+            // SAFETY: the caller registered `func` for this data and object.
+            Callback::C { func, data } => unsafe { func(object, data.0) == 0 },
+            Callback::Rust(closure) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| closure(object)))
+                    .unwrap_or(false)
+            }
+        }
+    }
+}
+
+/// The registration held in a slot's details.
+#[derive(Debug)]
+pub(crate) struct Record {
+    /// The manager it belongs to (kept after release, for error codes).
+    pub(crate) manager: Arc<ManagerInner>,
+    /// Its type's counters in that manager.
+    pub(crate) counters: Arc<TypeCounters>,
+    /// The reference to drop; taken at release.
+    pub(crate) payload: Option<Payload>,
+    /// Cleanups in order of addition; run in reverse at release.
+    pub(crate) cleanups: Vec<Callback>,
+    /// The finalizer, if set.
+    pub(crate) finalizer: Option<Callback>,
+    /// Whether the handle was invalidated before it was unregistered
+    /// (finalizers are skipped then). Set under the detail lock together
+    /// with the transition (`Table::invalidate_with`).
+    pub(crate) invalidated: bool,
+    /// Where it was registered (GCS_REGISTER_CAPTURE_STACK / GCS_DEBUG=stacks).
+    pub(crate) backtrace: Option<Arc<Backtrace>>,
+}
+
+/// What a release takes out of a record (the record itself stays, retained).
+pub(crate) struct ReleaseJob {
+    pub(crate) manager: Arc<ManagerInner>,
+    pub(crate) counters: Arc<TypeCounters>,
+    pub(crate) payload: Option<Payload>,
+    pub(crate) cleanups: Vec<Callback>,
+    pub(crate) finalizer: Option<Callback>,
+    pub(crate) size_bytes: u64,
+}
+
+impl Record {
+    /// Take what the release needs: the payload, cleanups, and the finalizer
+    /// unless the handle was invalidated.
+    pub(crate) fn take_release_job(&mut self, size_bytes: u64) -> ReleaseJob {
+        let finalizer = self.finalizer.take();
+        ReleaseJob {
+            manager: self.manager.clone(),
+            counters: self.counters.clone(),
+            payload: self.payload.take(),
+            cleanups: std::mem::take(&mut self.cleanups),
+            finalizer: if self.invalidated { None } else { finalizer },
+            size_bytes,
+        }
+    }
+}

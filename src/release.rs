@@ -1,0 +1,250 @@
+//! Carrying out a release: cleanups (newest first), the finalizer (inline or
+//! on the executor, with timeout and retries), then the reference is dropped
+//! — on the thread that claimed the release, on the finalizer executor, or on
+//! the manager's `release_context`. No lock is held while user code runs.
+//!
+//! Who waits for releases (`unregister_sync`, manager close) sleeps on one
+//! condition variable that every completed release signals, but only when
+//! someone waits (a SeqCst fence pair, so no wake-up is lost).
+
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use gstreamer::DebugLevel;
+use parking_lot::{Condvar, Mutex};
+
+use crate::executor;
+use crate::manager::{ManagerInner, table};
+use crate::object;
+use crate::record::{Record, ReleaseJob, SendPtr};
+use crate::stats::bump;
+use crate::table::Claim;
+use crate::thread_accesses;
+
+/// A claimed release, owned by whoever carries it out.
+pub(crate) type Claimed = Claim<'static, Record>;
+
+/// Carry out a claimed release.
+pub(crate) fn carry_out_release(claim: Claimed) {
+    let job = table().claimed_details(&claim, |details| {
+        let size = details.size_bytes;
+        details
+            .payload
+            .as_mut()
+            .map(|record| record.take_release_job(size))
+    });
+    let Some(job) = job else {
+        // Nothing registered there (cannot happen for a claim); mark it done.
+        drop(claim);
+        signal_released();
+        return;
+    };
+    match job.manager.release_context().cloned() {
+        Some(context) => dispatch_to_context(&context, claim, job),
+        None => run_release(claim, job),
+    }
+}
+
+/// Cleanups, finalizer, then the final unref; on this thread.
+fn run_release(claim: Claimed, mut job: ReleaseJob) {
+    let handle = claim.handle();
+    // While this thread releases `handle`, a sync unregister of it here must
+    // not wait for itself.
+    let _releasing = thread_accesses::releasing(handle);
+    let manager = job.manager.clone();
+    log_state!(
+        manager,
+        "handle {handle:#018x} ({}): releasing",
+        job.counters.name.as_str()
+    );
+    // For a weak handle: a strong reference for the cleanups, or NULL if the
+    // object is already gone.
+    let (object, strong) = match job.payload.as_ref() {
+        Some(payload) => payload.object_for_cleanup(),
+        None => (core::ptr::null_mut(), None),
+    };
+    for mut cleanup in std::mem::take(&mut job.cleanups).into_iter().rev() {
+        let ok = cleanup.call(object);
+        bump(&manager.counters.cleanups_run);
+        if !ok {
+            bump(&manager.counters.cleanup_failures);
+        }
+    }
+    let strong = strong.map(|strong| SendPtr(strong.as_ptr()));
+    let Some(mut finalizer) = job.finalizer.take() else {
+        return finish(claim, job, strong);
+    };
+    let config = &manager.config;
+    let retries = config.max_finalizer_retries;
+    let timeout = config.finalizer_timeout;
+    let object = SendPtr(object);
+    if config.enable_finalizer_safety {
+        let on_timeout_manager = manager.clone();
+        let done_manager = manager.clone();
+        executor::submit(executor::Task {
+            attempt: Box::new(move || {
+                let _releasing = thread_accesses::releasing(handle);
+                finalizer.call(object.get())
+            }),
+            retries,
+            timeout,
+            on_timeout: Box::new(move || {
+                bump(&on_timeout_manager.counters.finalizer_timeouts);
+                log_finalizer!(
+                    on_timeout_manager,
+                    DebugLevel::Warning,
+                    "handle {handle:#018x}: finalizer still running after {timeout:?}"
+                );
+            }),
+            done: Box::new(move |outcome| {
+                finalizer_done(&done_manager, handle, outcome.succeeded, outcome.attempts);
+                finish(claim, job, strong);
+            }),
+        });
+    } else {
+        let started = Instant::now();
+        let mut attempts = 0;
+        let mut succeeded = false;
+        while !succeeded && attempts <= retries {
+            attempts += 1;
+            succeeded = finalizer.call(object.0);
+        }
+        if started.elapsed() > timeout {
+            bump(&manager.counters.finalizer_timeouts);
+        }
+        finalizer_done(&manager, handle, succeeded, attempts);
+        finish(claim, job, strong);
+    }
+}
+
+fn finalizer_done(manager: &ManagerInner, handle: u64, succeeded: bool, attempts: u32) {
+    bump(&manager.counters.finalizers_run);
+    if succeeded {
+        log_finalizer!(
+            manager,
+            DebugLevel::Debug,
+            "handle {handle:#018x}: finalizer ran ({attempts} attempts)"
+        );
+    } else {
+        bump(&manager.counters.finalizer_failures);
+        log_finalizer!(
+            manager,
+            DebugLevel::Warning,
+            "handle {handle:#018x}: finalizer failed {attempts} times"
+        );
+    }
+}
+
+/// Drop the reference, count, mark the slot released, wake waiters.
+fn finish(claim: Claimed, job: ReleaseJob, strong: Option<SendPtr>) {
+    if let Some(strong) = strong.and_then(|s| core::ptr::NonNull::new(s.0)) {
+        object::downgrade(strong);
+    }
+    if let Some(payload) = job.payload {
+        payload.release();
+    }
+    job.manager.counters.released(job.size_bytes);
+    bump(&job.counters.released);
+    job.counters
+        .tracked_bytes
+        .fetch_sub(job.size_bytes, Ordering::Relaxed);
+    log_state!(job.manager, "handle {:#018x}: released", claim.handle());
+    drop(claim); // Draining(0) → Retained: the release is done.
+    signal_released();
+}
+
+// ----- release_context --------------------------------------------------------
+
+struct ContextJob(Option<(Claimed, ReleaseJob)>);
+
+unsafe extern "C" fn run_context_job(data: glib_sys::gpointer) -> glib_sys::gboolean {
+    // SAFETY: `data` is the ContextJob boxed by `dispatch_to_context`, alive
+    // until `drop_context_job` (called after this returns).
+    let job = unsafe { &mut *data.cast::<ContextJob>() };
+    if let Some((claim, job)) = job.0.take() {
+        // No panic may unwind into GLib.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_release(claim, job)));
+    }
+    glib_sys::GFALSE
+}
+
+unsafe extern "C" fn drop_context_job(data: glib_sys::gpointer) {
+    // SAFETY: `data` came from Box::into_raw in `dispatch_to_context`; GLib
+    // calls the destroy notify exactly once.
+    let mut job = unsafe { Box::from_raw(data.cast::<ContextJob>()) };
+    // The source was destroyed without running (its context went away):
+    // release here rather than leak the reference.
+    if let Some((claim, job)) = job.0.take() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_release(claim, job)));
+    }
+}
+
+/// Run the release on `context` (`g_main_context_invoke_full`: at once if
+/// this thread owns the context, else from an idle source in its loop).
+fn dispatch_to_context(context: &glib::MainContext, claim: Claimed, job: ReleaseJob) {
+    use glib::translate::ToGlibPtr;
+    let data = Box::into_raw(Box::new(ContextJob(Some((claim, job)))));
+    // SAFETY: the context pointer is valid (the manager holds a reference);
+    // the callbacks match GSourceFunc / GDestroyNotify and own `data`.
+    unsafe {
+        glib_sys::g_main_context_invoke_full(
+            context.to_glib_none().0,
+            glib_sys::G_PRIORITY_DEFAULT,
+            Some(run_context_job),
+            data.cast(),
+            Some(drop_context_job),
+        );
+    }
+}
+
+// SAFETY (for the executor and context hops): a claim is an index into the
+// 'static table, and a release job owns what it carries; the payload's
+// objects are thread-safe GObjects/mini objects or documented as such.
+unsafe impl Send for ContextJob {}
+
+// ----- waiting for releases -------------------------------------------------------
+
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+static EPOCH: Mutex<u64> = Mutex::new(0);
+static RELEASED: Condvar = Condvar::new();
+
+/// Wake whoever waits for releases (cheap when nobody does).
+pub(crate) fn signal_released() {
+    // SeqCst fence against the one in `wait_until`: either this thread sees
+    // the waiter's increment, or the waiter sees the completed release.
+    fence(Ordering::SeqCst);
+    if WAITERS.load(Ordering::Relaxed) > 0 {
+        *EPOCH.lock() += 1;
+        RELEASED.notify_all();
+    }
+}
+
+/// Wait until `done()` holds, or the timeout passes (`None`: no limit).
+/// Returns whether `done()` held.
+pub(crate) fn wait_until(timeout: Option<Duration>, done: impl Fn() -> bool) -> bool {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    WAITERS.fetch_add(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    let mut epoch = EPOCH.lock();
+    let result = loop {
+        if done() {
+            break true;
+        }
+        match deadline {
+            None => RELEASED.wait(&mut epoch),
+            Some(deadline) => {
+                if RELEASED.wait_until(&mut epoch, deadline).timed_out() {
+                    break done();
+                }
+            }
+        }
+    };
+    drop(epoch);
+    WAITERS.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+/// For fork handlers: the waiters' lock.
+pub(crate) fn epoch_lock() -> &'static Mutex<u64> {
+    &EPOCH
+}
