@@ -160,4 +160,108 @@ gate_wait_for (TestGate * gate, int value, unsigned timeout_ms)
 #define SPAWN(thread_ptr, fn, arg) CHECK (pthread_create ((thread_ptr), NULL, (fn), (arg)) == 0)
 #define JOIN(thread) CHECK (pthread_join ((thread), NULL) == 0)
 
+
+/* ---- Helpers for the lifecycle tests: slow runs, registrations into a
+ * manager, statistics, polling, library threads ---- */
+#include <dirent.h>
+
+/* Whether this process runs under valgrind (its preload library is in
+ * LD_PRELOAD), where everything is ~30 times slower. */
+static inline gboolean
+test_under_valgrind (void)
+{
+  const char *preload = getenv ("LD_PRELOAD");
+  return preload != NULL && strstr (preload, "vgpreload") != NULL;
+}
+
+/* Scale loops down under valgrind or when GCS_SLOW is set. */
+static inline gboolean
+test_slow_run (void)
+{
+  return test_under_valgrind () || getenv ("GCS_SLOW") != NULL;
+}
+
+/* A version-1 GcsRegistration of `object` (of `kind`) into `manager`
+ * (NULL = the default manager). */
+static inline GcsRegistration
+registration_for (GcsManager * manager, GcsObjectKind kind, void *object)
+{
+  GcsRegistration registration;
+  memset (&registration, 0, sizeof registration);
+  registration.struct_size = sizeof registration;
+  registration.manager = manager;
+  registration.kind = kind;
+  registration.object = object;
+  return registration;
+}
+
+/* A manager's statistics (NULL = the default manager); the call must succeed. */
+#define stats_of(manager) stats_of_at ((manager), __FILE__, __LINE__)
+static inline GcsStats
+stats_of_at (GcsManager * manager, const char *file, int line)
+{
+  GcsStats stats;
+  memset (&stats, 0, sizeof stats);
+  stats.struct_size = sizeof stats;
+  GcsResult result = gcs_get_stats (manager, &stats);
+  if (result != GCS_OK) {
+    fprintf (stderr, "%s:%d: gcs_get_stats returned %d (%s)\n  last error: %s\n", file, line,
+        (int) result, gcs_result_to_string (result), gcs_last_error ());
+    exit (1);
+  }
+  return stats;
+}
+
+/* A handle's info; the call must succeed. */
+#define handle_info_of(handle) handle_info_of_at ((handle), __FILE__, __LINE__)
+static inline GcsHandleInfo
+handle_info_of_at (GcsHandle handle, const char *file, int line)
+{
+  GcsHandleInfo info;
+  memset (&info, 0, sizeof info);
+  info.struct_size = sizeof info;
+  GcsResult result = gcs_get_info (handle, &info);
+  if (result != GCS_OK) {
+    fprintf (stderr, "%s:%d: gcs_get_info returned %d (%s)\n  last error: %s\n", file, line,
+        (int) result, gcs_result_to_string (result), gcs_last_error ());
+    exit (1);
+  }
+  return info;
+}
+
+/* Wait (polling every millisecond) until `cond` holds or `timeout_ms`
+ * passed; check `cond` afterwards. */
+#define POLL_UNTIL(cond, timeout_ms)                                             \
+  do {                                                                           \
+    const uint64_t poll_deadline_ = test_now_ms () + (uint64_t) (timeout_ms);    \
+    while (!(cond) && test_now_ms () < poll_deadline_)                           \
+      g_usleep (1000);                                                           \
+  } while (0)
+
+/* How many threads of this process have a name (/proc/self/task/N/comm)
+ * starting with `prefix`. */
+static inline int
+count_threads_with_prefix (const char *prefix)
+{
+  int count = 0;
+  DIR *tasks = opendir ("/proc/self/task");
+  if (tasks == NULL)
+    return -1;
+  struct dirent *entry;
+  while ((entry = readdir (tasks)) != NULL) {
+    if (entry->d_name[0] == '.')
+      continue;
+    gchar *path = g_strdup_printf ("/proc/self/task/%s/comm", entry->d_name);
+    gchar *comm = NULL;
+    if (g_file_get_contents (path, &comm, NULL, NULL)) {
+      if (strncmp (comm, prefix, strlen (prefix)) == 0)
+        count++;
+      g_free (comm);
+    }
+    g_free (path);
+  }
+  closedir (tasks);
+  return count;
+}
+
 #endif

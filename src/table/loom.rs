@@ -758,3 +758,56 @@ fn unregister_sync_waits_for_the_release() {
         assert_released_once(&table, h, &obj);
     });
 }
+
+// ----- manager close ------------------------------------------------------------
+
+/// A manager's close races accesses of two of its registrations: close
+/// unregisters every registered slot it finds (`for_each_registered`, as
+/// `ManagerInner::close` does) and then waits until none is draining. Each
+/// object is released exactly once, never during an access, and when the
+/// close's wait ends every object is released (its release happened-before).
+#[test]
+fn close_vs_accesses() {
+    ::loom::model(|| {
+        let table = table(0, 2, 4, 0);
+        let (a, b) = (Obj::new(), Obj::new());
+        let ha = register(&table, &a, 0).unwrap();
+        let hb = register(&table, &b, 0).unwrap();
+
+        let accessor = {
+            let (table, a, b) = (table.clone(), a.clone(), b.clone());
+            thread::spawn(move || {
+                access(&table, ha, &a);
+                access(&table, hb, &b);
+            })
+        };
+        // close: unregister everything registered...
+        let mut found = Vec::new();
+        table.for_each_registered(|handle, _, _| found.push(handle));
+        assert_eq!(found.len(), 2, "both registrations are found");
+        for handle in found {
+            let obj = if handle == ha { &a } else { &b };
+            obj.touch_owner();
+            if let Ok(Some(claim)) = table.unregister(handle) {
+                carry_out(&table, claim);
+            }
+        }
+        // ...then wait until no release is pending.
+        loop {
+            let mut pending = false;
+            table.for_each_registered(|_, word, _| pending |= word.phase() == Phase::Draining);
+            if !pending {
+                break;
+            }
+            thread::yield_now();
+        }
+        for obj in [&a, &b] {
+            // SAFETY: loom checks this read happens-after the release's write.
+            let alive = obj.alive.with(|alive| unsafe { *alive });
+            assert!(!alive, "released when close's wait ends");
+        }
+        accessor.join().unwrap();
+        assert_released_once(&table, ha, &a);
+        assert_released_once(&table, hb, &b);
+    });
+}
