@@ -4,10 +4,13 @@
 //! the manager's `release_context`. No lock is held while user code runs.
 //!
 //! Who waits for releases (`unregister_sync`, manager close) sleeps on one
-//! condition variable that every completed release signals, but only when
-//! someone waits (a SeqCst fence pair, so no wake-up is lost).
+//! condition variable that a completed release signals when it sees a
+//! waiter. The release path takes no fence for that: a waiter that arrives
+//! just as a release completes may be missed, so waiters re-check the state
+//! at least every [`RECHECK`] — a bounded latency instead of a full memory
+//! barrier on every release.
 
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gstreamer::DebugLevel;
@@ -208,11 +211,11 @@ static WAITERS: AtomicUsize = AtomicUsize::new(0);
 static EPOCH: Mutex<u64> = Mutex::new(0);
 static RELEASED: Condvar = Condvar::new();
 
-/// Wake whoever waits for releases (cheap when nobody does).
+/// How often a waiter re-checks, in case it missed a signal.
+const RECHECK: Duration = Duration::from_millis(1);
+
+/// Wake whoever waits for releases (a relaxed load when nobody does).
 pub(crate) fn signal_released() {
-    // SeqCst fence against the one in `wait_until`: either this thread sees
-    // the waiter's increment, or the waiter sees the completed release.
-    fence(Ordering::SeqCst);
     if WAITERS.load(Ordering::Relaxed) > 0 {
         *EPOCH.lock() += 1;
         RELEASED.notify_all();
@@ -223,24 +226,21 @@ pub(crate) fn signal_released() {
 /// Returns whether `done()` held.
 pub(crate) fn wait_until(timeout: Option<Duration>, done: impl Fn() -> bool) -> bool {
     let deadline = timeout.map(|t| Instant::now() + t);
-    WAITERS.fetch_add(1, Ordering::SeqCst);
-    fence(Ordering::SeqCst);
+    WAITERS.fetch_add(1, Ordering::Relaxed);
     let mut epoch = EPOCH.lock();
     let result = loop {
         if done() {
             break true;
         }
-        match deadline {
-            None => RELEASED.wait(&mut epoch),
-            Some(deadline) => {
-                if RELEASED.wait_until(&mut epoch, deadline).timed_out() {
-                    break done();
-                }
-            }
+        let now = Instant::now();
+        if deadline.is_some_and(|deadline| now >= deadline) {
+            break false;
         }
+        let slice = deadline.map_or(RECHECK, |deadline| (deadline - now).min(RECHECK));
+        let _ = RELEASED.wait_for(&mut epoch, slice);
     };
     drop(epoch);
-    WAITERS.fetch_sub(1, Ordering::SeqCst);
+    WAITERS.fetch_sub(1, Ordering::Relaxed);
     result
 }
 

@@ -87,6 +87,9 @@ pub(crate) struct Claim<'t, P> {
     table: &'t Table<P>,
     index: u32,
     generation: u32,
+    /// `(released_at_ms, retention_ms)`, noted when the claimer reads the
+    /// details, so completing the release needs no second look at them.
+    retention: core::cell::Cell<Option<(u64, u64)>>,
 }
 
 impl<P> Claim<'_, P> {
@@ -98,7 +101,8 @@ impl<P> Claim<'_, P> {
 
 impl<P> Drop for Claim<'_, P> {
     fn drop(&mut self) {
-        self.table.complete_release(self.index, self.generation);
+        self.table
+            .complete_release(self.index, self.generation, self.retention.get());
     }
 }
 
@@ -122,8 +126,9 @@ pub(crate) struct Table<P> {
     free_head: AtomicU64,
     /// Slots ever created; guarded by the lock (the growth slow path).
     created: Mutex<u32>,
-    /// Released slots in release order: (index, generation).
-    retained: Mutex<VecDeque<(u32, u32)>>,
+    /// Released slots in release order: (index, generation, expiry in
+    /// `clock::now_ms()` time).
+    retained: Mutex<VecDeque<(u32, u32, u64)>>,
 }
 
 // SAFETY: the raw page pointers are owned by the table and only ever read
@@ -421,6 +426,7 @@ impl<P> Table<P> {
                 table: self,
                 index: access.index,
                 generation,
+                retention: Default::default(),
             });
         }
         None
@@ -470,6 +476,7 @@ impl<P> Table<P> {
                             table: self,
                             index,
                             generation,
+                            retention: Default::default(),
                         });
                     return Ok((object, claim));
                 }
@@ -535,6 +542,7 @@ impl<P> Table<P> {
                         table: self,
                         index,
                         generation,
+                        retention: Default::default(),
                     }));
                 }
                 Ok(_) => return Ok(None),
@@ -593,6 +601,9 @@ impl<P> Table<P> {
         slot.object.store(core::ptr::null_mut(), Ordering::Relaxed);
         let mut details = slot.details();
         details.released_at_ms = clock::now_ms();
+        claim
+            .retention
+            .set(Some((details.released_at_ms, details.retention_ms)));
         details.payload.take()
     }
 
@@ -609,13 +620,19 @@ impl<P> Table<P> {
         if details.released_at_ms == 0 {
             details.released_at_ms = clock::now_ms();
         }
+        claim
+            .retention
+            .set(Some((details.released_at_ms, details.retention_ms)));
         f(&mut details)
     }
 
     /// `Draining(g, 0)` → `Retained(g, 0)`, then sweep old retained states.
-    fn complete_release(&self, index: u32, generation: u32) {
+    fn complete_release(&self, index: u32, generation: u32, retention: Option<(u64, u64)>) {
         let Some(slot) = self.slot(index) else { return };
-        let retention_ms = slot.details().retention_ms;
+        let (released_at_ms, retention_ms) = retention.unwrap_or_else(|| {
+            let details = slot.details();
+            (details.released_at_ms, details.retention_ms)
+        });
         // Release: everything the release did happens-before an Acquire load
         // that sees Retained (`gcs_unregister_sync`).
         slot.state.store(
@@ -630,14 +647,17 @@ impl<P> Table<P> {
         let mut n = 0;
         {
             let mut queue = self.retained.lock();
-            queue.push_back((index, generation));
+            queue.push_back((
+                index,
+                generation,
+                released_at_ms.saturating_add(retention_ms),
+            ));
             let now = clock::now_ms();
             while n < expired.len() {
-                let Some(&(old_index, old_generation)) = queue.front() else {
+                let Some(&(old_index, old_generation, expires)) = queue.front() else {
                     break;
                 };
-                let over_cap = queue.len() > self.limits.max_retained;
-                if !over_cap && !self.retention_over(old_index, old_generation, now) {
+                if queue.len() <= self.limits.max_retained && now < expires {
                     break;
                 }
                 queue.pop_front();
@@ -648,15 +668,6 @@ impl<P> Table<P> {
         for &(old_index, old_generation) in &expired[..n] {
             self.sweep(old_index, old_generation);
         }
-    }
-
-    fn retention_over(&self, index: u32, generation: u32, now: u64) -> bool {
-        let Some(slot) = self.slot(index) else {
-            return true;
-        };
-        let details = slot.details();
-        slot.load(Ordering::Relaxed) != Word::new(generation, Phase::Retained, 0)
-            || now.saturating_sub(details.released_at_ms) >= details.retention_ms
     }
 
     /// `Retained(g)` → `Free(g)`: drop the details and recycle (or retire) the slot.
@@ -695,14 +706,13 @@ impl<P> Table<P> {
             let next = {
                 let mut queue = self.retained.lock();
                 match queue.front() {
-                    Some(&(index, generation)) if self.retention_over(index, generation, now) => {
-                        queue.pop_front()
-                    }
+                    Some(&(_, _, expires)) if now >= expires => queue.pop_front(),
                     _ => None,
                 }
             };
             match next {
-                Some((index, generation)) => self.sweep(index, generation),
+                // `sweep` checks the slot still holds that released generation.
+                Some((index, generation, _)) => self.sweep(index, generation),
                 None => return,
             }
         }
