@@ -264,4 +264,40 @@ count_threads_with_prefix (const char *prefix)
   return count;
 }
 
+/* Run one test function, naming it on stderr first (so a failure or a hang
+ * shows which one). */
+#define RUN_TEST(fn)                                                             \
+  do {                                                                           \
+    fprintf (stderr, "-- %s\n", #fn);                                           \
+    test_watchdog_current = #fn;                                                 \
+    fn ();                                                                       \
+  } while (0)
+
+/* A hang fails the test instead of blocking the harness forever: after
+ * `seconds` (multiplied by 10 under valgrind or GCS_SLOW), print which
+ * test was running and exit with status 3. */
+#include <signal.h>
+#include <unistd.h>
+
+static const char *volatile test_watchdog_current = "";
+
+static inline void
+test_watchdog_fired (int signal_number)
+{
+  static const char message[] = "\nTEST HUNG: the watchdog fired during ";
+  (void) signal_number;
+  if (write (2, message, sizeof message - 1) < 0 ||
+      write (2, test_watchdog_current, strlen (test_watchdog_current)) < 0 ||
+      write (2, "\n", 1) < 0)
+    _exit (3);
+  _exit (3);
+}
+
+static inline void
+test_watchdog (unsigned seconds)
+{
+  signal (SIGALRM, test_watchdog_fired);
+  alarm (test_slow_run ()? seconds * 10 : seconds);
+}
+
 #endif

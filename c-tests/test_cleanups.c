@@ -699,18 +699,19 @@ int
 main (int argc, char **argv)
 {
   gst_init (&argc, &argv);
+  test_watchdog (60);
   g_mutex_init (&order.lock);
 
-  test_reverse_order_exactly_once_at_unregister ();
-  test_cleanups_run_before_the_release_function ();
-  test_after_in_flight_accesses ();
-  test_invalidate_then_unregister ();
-  test_at_manager_close ();
-  test_cleanup_on_its_own_handle ();
-  test_cleanup_chains_and_cycles ();
-  test_weak_handle_cleanups ();
-  test_failures_counted ();
-  test_add_cleanup_checks ();
+  RUN_TEST (test_reverse_order_exactly_once_at_unregister);
+  RUN_TEST (test_cleanups_run_before_the_release_function);
+  RUN_TEST (test_after_in_flight_accesses);
+  RUN_TEST (test_invalidate_then_unregister);
+  RUN_TEST (test_at_manager_close);
+  RUN_TEST (test_cleanup_on_its_own_handle);
+  RUN_TEST (test_cleanup_chains_and_cycles);
+  RUN_TEST (test_weak_handle_cleanups);
+  RUN_TEST (test_failures_counted);
+  RUN_TEST (test_add_cleanup_checks);
 
   CHECK_OK (gcs_shutdown (5000));
   g_mutex_clear (&order.lock);

@@ -599,17 +599,18 @@ int
 main (int argc, char **argv)
 {
   gst_init (&argc, &argv);
+  test_watchdog (60);
 
-  test_no_library_thread_before_a_finalizer ();
-  test_runs_after_cleanups_on_a_library_thread ();
-  test_retries ();
-  if (getenv ("X")) test_hanging_finalizer ();
-  test_skipped_after_invalidate ();
-  test_set_finalizer_checks ();
-  test_without_finalizer_safety ();
-  test_close_waits_for_finalizers ();
-  test_unregister_sync_waits_for_the_finalizer ();
-  test_shutdown_joins_the_executor ();
+  RUN_TEST (test_no_library_thread_before_a_finalizer);
+  RUN_TEST (test_runs_after_cleanups_on_a_library_thread);
+  RUN_TEST (test_retries);
+  RUN_TEST (test_skipped_after_invalidate);
+  RUN_TEST (test_without_finalizer_safety);
+  RUN_TEST (test_close_waits_for_finalizers);
+  RUN_TEST (test_set_finalizer_checks);
+  RUN_TEST (test_unregister_sync_waits_for_the_finalizer);
+  RUN_TEST (test_hanging_finalizer);
+  RUN_TEST (test_shutdown_joins_the_executor);
 
   TEST_PASSED ();
 }

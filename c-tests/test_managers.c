@@ -666,15 +666,16 @@ int
 main (int argc, char **argv)
 {
   gst_init (&argc, &argv);
+  test_watchdog (60);
 
-  test_freed_manager_handles_after_retention ();
-  test_manager_new_arguments ();
-  test_managers_are_independent ();
-  test_close_releases_everything ();
-  test_close_with_access_in_flight ();
-  test_free_open_manager ();
-  test_managers_do_not_start_the_default ();
-  test_shutdown ();
+  RUN_TEST (test_freed_manager_handles_after_retention);
+  RUN_TEST (test_manager_new_arguments);
+  RUN_TEST (test_managers_are_independent);
+  RUN_TEST (test_close_releases_everything);
+  RUN_TEST (test_close_with_access_in_flight);
+  RUN_TEST (test_free_open_manager);
+  RUN_TEST (test_managers_do_not_start_the_default);
+  RUN_TEST (test_shutdown);
 
   TEST_PASSED ();
 }

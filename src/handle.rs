@@ -507,16 +507,19 @@ pub(crate) fn unregister_sync(handle: u64, timeout: Option<Duration>) -> Result<
         ));
     }
     match table().unregister(handle) {
-        Ok(Some(claim)) => {
-            carry_out_release(claim);
-            Ok(())
-        }
-        Ok(None) => {
+        Ok(claim) => {
+            // Claimed here, the release may still be handed off (to the
+            // finalizer executor, or the manager's release_context): wait for
+            // it to be done in every case.
+            if let Some(claim) = claim {
+                carry_out_release(claim);
+            }
             if release::wait_until(timeout, || released(handle)) {
                 Ok(())
             } else {
                 Err(pending(
-                    "timed out waiting for accesses in flight; the release stays pending",
+                    "timed out waiting for accesses in flight, a finalizer or the release context; \
+                     the release stays pending",
                 ))
             }
         }

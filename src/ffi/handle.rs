@@ -364,7 +364,10 @@ pub extern "C" fn gcs_unregister(handle: GcsHandle) -> GcsResult {
 }
 
 /// Unregister and wait until the release has happened (up to `timeout_ms`;
-/// `GCS_TIMEOUT_INFINITE` waits as long as it takes). On timeout returns
+/// `GCS_TIMEOUT_INFINITE` waits as long as it takes): accesses in flight
+/// ended, cleanups and the finalizer run (on the finalizer executor too),
+/// and the reference dropped — with a `release_context`, when that context
+/// has run the release (so do not wait on a thread that must iterate it). On timeout returns
 /// GCS_ERROR_TIMEOUT and the handle stays released-pending. Inside an access
 /// of the same handle begun on this thread, returns GCS_ERROR_WOULD_DEADLOCK
 /// at once and changes nothing; from inside its own release (a release
