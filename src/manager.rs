@@ -343,11 +343,15 @@ pub(crate) fn report_leaks(manager: &ManagerInner) {
         live.len()
     );
     for (info, backtrace) in live {
+        let instance = info
+            .instance_name
+            .as_deref()
+            .map(|n| format!(" '{n}'"))
+            .unwrap_or_default();
         eprintln!(
-            "gcsafety: leak: handle {:#018x} {} '{}' ({}, {:?}, {} bytes, {} accesses in flight), alive {}",
+            "gcsafety: leak: handle {:#018x} {}{instance} ({}, {:?}, {} bytes, {} accesses in flight), alive {}",
             info.handle.as_raw(),
             info.type_name,
-            info.instance_name.as_deref().unwrap_or(""),
             info.kind.name(),
             info.state,
             info.size_bytes,
@@ -355,9 +359,36 @@ pub(crate) fn report_leaks(manager: &ManagerInner) {
             human_ms(info.age_ms),
         );
         if let Some(backtrace) = backtrace {
-            eprintln!("gcsafety: registered at:\n{backtrace}");
+            eprintln!(
+                "gcsafety: registered at:\n{}",
+                callers_frames(&backtrace.to_string())
+            );
         }
     }
+}
+
+/// The frames of a registration backtrace from the caller of the library
+/// on: std's text, without the frames up to the registration entry point
+/// (`gcs_register*` or `Registration::register*`).
+fn callers_frames(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_frame = |line: &str| {
+        let t = line.trim_start();
+        t.split(':')
+            .next()
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    let entry = lines.iter().rposition(|line| {
+        is_frame(line)
+            && (line.contains(" gcs_register") || line.contains("Registration::register"))
+    });
+    let start = match entry {
+        Some(entry) => (entry + 1..lines.len())
+            .find(|&i| is_frame(lines[i]))
+            .unwrap_or(lines.len()),
+        None => 0,
+    };
+    lines[start..].join("\n")
 }
 
 // ----- the default manager ------------------------------------------------------

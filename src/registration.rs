@@ -268,15 +268,8 @@ pub(crate) unsafe fn register_raw(
     }
     log_state!(
         manager,
-        "handle {handle:#018x} registered: {} '{}' ({}, {size_bytes} bytes)",
-        type_name.as_str(),
-        table()
-            .with_details(handle, |_, d| d
-                .instance_name
-                .as_deref()
-                .map(|n| n.to_string_lossy().into_owned()))
-            .flatten()
-            .unwrap_or_default(),
+        "{} registered ({}, {size_bytes} bytes)",
+        crate::handle::describe(handle),
         kind.name()
     );
     manager.check_memory(tracked - size_bytes, tracked);
