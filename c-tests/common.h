@@ -300,4 +300,17 @@ test_watchdog (unsigned seconds)
   alarm (test_slow_run ()? seconds * 10 : seconds);
 }
 
+
+/* Wait up to `ms` milliseconds for `cond` to hold (polling every
+ * millisecond), then check it. For GStreamer's own asynchrony only, such
+ * as a task thread of a just-stopped pipeline dropping its reference a
+ * moment after gst_element_set_state() returned; never for gcsafety's
+ * guarantees, which are checked without waiting. */
+#define CHECK_WITHIN_MS(ms, cond)                                                \
+  do {                                                                           \
+    for (int waited_ms_ = 0; !(cond) && waited_ms_ < (ms); waited_ms_++)         \
+      g_usleep (1000);                                                           \
+    CHECK (cond);                                                                \
+  } while (0)
+
 #endif

@@ -27,7 +27,7 @@
 //! ```
 //!
 //! ## Layout
-//! * [`table`](crate::table) (private): the lock-free handle table and its
+//! * `table` (private): the lock-free handle table and its
 //!   slot state machine (`src/table/slot.rs` documents the protocol and every
 //!   memory ordering). It knows nothing of GLib.
 //! * `object`: GLib/GStreamer kinds — validation, references, weak upgrades.

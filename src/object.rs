@@ -372,8 +372,8 @@ pub(crate) unsafe fn validate(
             kind.name()
         ))),
         (_, Some(Shape::Instance(gtype))) => {
-            // SAFETY: gst_object_get_type has no precondition.
             let expected = if kind == Kind::GstObject {
+                // SAFETY: gst_object_get_type has no precondition.
                 unsafe { gst_sys::gst_object_get_type() }
             } else {
                 gobject_sys::G_TYPE_OBJECT

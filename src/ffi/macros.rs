@@ -23,6 +23,8 @@ macro_rules! ffi_boundary {
 macro_rules! ffi_result {
     ($body:block) => {
         ffi_boundary!($crate::ffi::error::GcsResult::GCS_ERROR_PANIC, {
+            // A closure, so that `?` works in the body.
+            #[allow(clippy::redundant_closure_call)]
             let result: $crate::Result<()> = (|| $body)();
             $crate::ffi::error::to_gcs_result(result)
         })

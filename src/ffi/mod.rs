@@ -10,6 +10,12 @@
 //! * callbacks take `user_data` last and run on the calling thread, with no
 //!   library lock held.
 
+// The exported functions are `extern "C" fn`, not `unsafe extern "C" fn`:
+// they are called from C, where every call is unsafe alike. Each pointer
+// argument is checked for NULL and its validity is the C caller's contract,
+// stated in the function's documentation (and so in the header).
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 #[macro_use]
 mod macros;
 
