@@ -245,20 +245,29 @@ impl ManagerInner {
         handles
     }
 
-    /// Whether any registration of this manager waits for its release.
-    fn releases_pending(&self) -> usize {
-        let mut pending = 0;
-        table().for_each_registered(|_, word, details| {
+    /// Registrations of this manager whose release is pending: those another
+    /// thread will complete (`others`), and those only this thread can
+    /// (`here`: it is releasing them, or holds an access of them).
+    fn releases_pending(&self) -> (usize, usize) {
+        let mut pending = Vec::new();
+        table().for_each_registered(|handle, word, details| {
             if word.phase() == Phase::Draining
                 && details
                     .payload
                     .as_ref()
                     .is_some_and(|r| r.manager.id == self.id)
             {
-                pending += 1;
+                pending.push(handle);
             }
         });
-        pending
+        // Checked outside the detail locks (the tracker may take its own).
+        let here = pending
+            .iter()
+            .filter(|&&h| {
+                crate::thread_accesses::is_releasing(h) || crate::thread_accesses::contains(h)
+            })
+            .count();
+        (pending.len() - here, here)
     }
 
     /// Close: see the module documentation. A second close waits the same
@@ -276,8 +285,13 @@ impl ManagerInner {
                 carry_out_release(claim);
             }
         }
+        // Waiting for a release this very thread must finish (a cleanup or an
+        // access callback closing its own manager) would never end: wait for
+        // the others only.
         let remaining = timeout.map(|t| t.saturating_sub(started.elapsed()));
-        if release::wait_until(remaining, || self.releases_pending() == 0) {
+        release::wait_until(remaining, || self.releases_pending().0 == 0);
+        let (others, here) = self.releases_pending();
+        if others == 0 && here == 0 {
             if first {
                 log_state!(self, "{} closed", self.describe());
             }
@@ -286,10 +300,12 @@ impl ManagerInner {
         Err(Error::new(
             ErrorCode::Timeout,
             format!(
-                "{}: {} registrations still had accesses in flight after {}; each is released when its last access ends",
+                "{}: {} registrations still had accesses in flight after {} ({} of them on this \
+                 very thread, which cannot wait for itself); each is released when its last access ends",
                 self.describe(),
-                self.releases_pending(),
-                human_ms(started.elapsed().as_millis() as u64)
+                others + here,
+                human_ms(started.elapsed().as_millis() as u64),
+                here
             ),
         ))
     }

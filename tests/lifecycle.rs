@@ -329,3 +329,32 @@ fn release_context_releases_on_the_thread_iterating_it() {
     );
     manager.close(Some(Duration::from_secs(1))).unwrap();
 }
+
+#[test]
+fn a_cleanup_may_close_its_own_manager_without_deadlock() {
+    let manager = Arc::new(Manager::new(Config::default()).unwrap());
+    let handle = Registration::gst_object(&element("fakesink"))
+        .register_with(&manager)
+        .unwrap();
+    let other = Registration::gst_object(&element("fakesink"))
+        .register_with(&manager)
+        .unwrap();
+    let closer = manager.clone();
+    let result = Arc::new(Mutex::new(None));
+    let record = result.clone();
+    handle
+        .add_cleanup(move |_| {
+            *record.lock().unwrap() = Some(closer.close(None).map_err(|e| e.code()));
+        })
+        .unwrap();
+    handle.unregister().unwrap(); // runs the cleanup, which closes the manager
+    let outcome = result.lock().unwrap().take().expect("the cleanup ran");
+    assert_eq!(
+        outcome,
+        Err(ErrorCode::Timeout),
+        "its own release was still running"
+    );
+    assert!(manager.is_closed());
+    assert!(!other.is_valid(), "the close released the others");
+    assert_eq!(manager.stats().active, 0);
+}
