@@ -16,7 +16,10 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The closed bit of `ManagerInner::gate`.
+const CLOSED: u64 = 1 << 63;
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -91,7 +94,12 @@ pub(crate) struct ManagerInner {
     pub(crate) config: Config,
     pub(crate) env: EnvFlags,
     pub(crate) is_default: bool,
-    closed: AtomicBool,
+    /// Bit 63: closed. The rest: registrations entered (wrapping). Register
+    /// and close meet on this one word, so that their read-modify-writes are
+    /// ordered without a fence: a registration's `fetch_add` after the
+    /// close's `fetch_or` sees the closed bit; one before it synchronizes
+    /// with the close (AcqRel on both), so the close's scan sees its slot.
+    gate: AtomicU64,
     pub(crate) counters: crate::stats::ManagerCounters,
     types: Mutex<HashMap<Box<str>, Arc<TypeCounters>>>,
     /// `clock::now_ms()` of the last sweep of expired retained states.
@@ -130,7 +138,7 @@ impl ManagerInner {
             config,
             env,
             is_default,
-            closed: AtomicBool::new(false),
+            gate: AtomicU64::new(0),
             counters: Default::default(),
             types: Mutex::new(HashMap::new()),
             last_sweep_ms: AtomicU64::new(clock::now_ms()),
@@ -159,8 +167,16 @@ impl ManagerInner {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        // SeqCst: pairs with the swap in `close` (see `register_raw`).
-        self.closed.load(Ordering::SeqCst)
+        // Acquire: pairs with the close's fetch_or (a quick early check; the
+        // decisive one is `enter_registration`).
+        self.gate.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Called by a registration after its slot is published: `false` if the
+    /// manager was closed meanwhile (then the registration must be undone).
+    pub(crate) fn enter_registration(&self) -> bool {
+        // AcqRel: see `gate`.
+        self.gate.fetch_add(1, Ordering::AcqRel) & CLOSED == 0
     }
 
     /// The error for work on a closed manager.
@@ -179,8 +195,32 @@ impl ManagerInner {
         }
     }
 
-    /// The counters of a type name, created at its first registration.
+    /// The counters of a type name, created at its first registration. A
+    /// one-entry thread-local memo (manager, name) spares the lock and the
+    /// hash when a thread registers the same type again and again.
     pub(crate) fn type_counters(&self, name: &Name) -> Arc<TypeCounters> {
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<(u64, Arc<TypeCounters>)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let hit = LAST
+            .try_with(|last| {
+                last.borrow().as_ref().and_then(|(id, counters)| {
+                    (*id == self.id && counters.name.as_c_str() == name.as_c_str())
+                        .then(|| counters.clone())
+                })
+            })
+            .ok()
+            .flatten();
+        if let Some(counters) = hit {
+            return counters;
+        }
+        let counters = self.type_counters_locked(name);
+        let _ = LAST.try_with(|last| *last.borrow_mut() = Some((self.id, counters.clone())));
+        counters
+    }
+
+    fn type_counters_locked(&self, name: &Name) -> Arc<TypeCounters> {
         let mut types = self.types.lock();
         if let Some(counters) = types.get(name.as_str()) {
             return counters.clone();
@@ -274,9 +314,9 @@ impl ManagerInner {
     /// way for what is still pending.
     pub(crate) fn close(&self, timeout: Option<Duration>) -> Result<()> {
         let started = Instant::now();
-        // SeqCst: either a concurrent registration sees `closed` after
-        // publishing its slot, or the scan below sees the slot.
-        let first = !self.closed.swap(true, Ordering::SeqCst);
+        // AcqRel: either a concurrent registration's `enter_registration`
+        // sees the closed bit, or the scan below sees its slot (see `gate`).
+        let first = self.gate.fetch_or(CLOSED, Ordering::AcqRel) & CLOSED == 0;
         if first && self.env.leaks {
             report_leaks(self);
         }

@@ -5,7 +5,7 @@ use core::ffi::c_void;
 use core::ptr::NonNull;
 use std::ffi::CString;
 use std::sync::Arc;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
 
 use crate::clock;
 use crate::error::{Error, ErrorCode, Result};
@@ -256,11 +256,9 @@ pub(crate) unsafe fn register_raw(
     counters
         .tracked_bytes
         .fetch_add(size_bytes, Ordering::Relaxed);
-    // A close that started meanwhile may not have seen this slot: SeqCst
-    // fence, then the SeqCst load in `is_closed`, against the SeqCst swap in
-    // `close` followed by its scan. If closed, undo and refuse.
-    fence(Ordering::SeqCst);
-    if manager.is_closed() {
+    // A close that started meanwhile may not have seen this slot: if so, it
+    // is visible here; undo and refuse.
+    if !manager.enter_registration() {
         if let Ok(Some(claim)) = table().unregister(handle) {
             carry_out_release(claim);
         }
