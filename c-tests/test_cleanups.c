@@ -462,8 +462,8 @@ test_cleanup_on_its_own_handle (void)
   check_own_handle_results (&r);
   CHECK (t.alive == NULL);
 
-  /* The same when the release happens at the end of an access on another
-   * thread, and when started by gcs_unregister_sync. */
+  /* The same when the release is started by gcs_unregister_sync (which
+   * must not wait for the cleanup's own gcs_unregister_sync). */
   register_tracked (&t, NULL, "identity", "self-unregistering-sync");
   reentrant_init (&r, t.handle, GCS_INVALID_HANDLE, 1);
   CHECK_OK (gcs_add_cleanup (t.handle, reentrant_cleanup, &r));
@@ -699,7 +699,7 @@ int
 main (int argc, char **argv)
 {
   gst_init (&argc, &argv);
-  test_watchdog (60);
+  test_watchdog (30);
   g_mutex_init (&order.lock);
 
   RUN_TEST (test_reverse_order_exactly_once_at_unregister);

@@ -178,27 +178,138 @@ test_configure_checks (void)
   config.max_finalizer_retries = 1001;
   CHECK_CONFIGURE_REFUSED (&config, GCS_ERROR_INVALID_ARGUMENT);
 
-  /* Not available in this version: refused. */
-  int context_stand_in = 0;
-  gcs_config_init (&config);
-  config.release_context = &context_stand_in;
-  CHECK_CONFIGURE_REFUSED (&config, GCS_ERROR_INVALID_ARGUMENT);
-
+  /* memory_pressure without a memory limit: refused. */
   gcs_config_init (&config);
   config.memory_pressure = dummy_pressure;
   CHECK_CONFIGURE_REFUSED (&config, GCS_ERROR_INVALID_ARGUMENT);
-
-  gcs_config_init (&config);
-  config.memory_limit_bytes = 1 << 20;
+  CHECK_LAST_ERROR_CONTAINS ("memory_limit_bytes");
+  config.memory_pressure_data = &config;
   CHECK_CONFIGURE_REFUSED (&config, GCS_ERROR_INVALID_ARGUMENT);
+}
 
+/* gcs_manager_new checks a config like gcs_configure: the refused ones are
+ * refused with the same code and no manager is made; the others (every
+ * field at a valid value) are accepted. */
+static void
+check_manager_new (const GcsConfig * config, GcsResult expected, int line)
+{
+  GcsManager *manager = (GcsManager *) (uintptr_t) 0x5e17e1u;
+  GcsResult result = gcs_manager_new (config, &manager);
+  if (result != expected || (expected != GCS_OK && manager != (GcsManager *) (uintptr_t) 0x5e17e1u)
+      || (expected == GCS_OK && (manager == NULL || manager == (GcsManager *) (uintptr_t) 0x5e17e1u))) {
+    fprintf (stderr, "%s:%d: gcs_manager_new returned %d (%s), expected %d (%s)\n  last error: \"%s\"\n",
+        __FILE__, line, (int) result, gcs_result_to_string (result), (int) expected,
+        gcs_result_to_string (expected), gcs_last_error ());
+    exit (1);
+  }
+  if (expected == GCS_OK)
+    gcs_manager_free (manager);
+}
+
+#define CHECK_MANAGER_NEW(config, expected) check_manager_new ((config), (expected), __LINE__)
+
+static void
+test_accepted_configs (void)
+{
+  GcsConfig config;
+
+  /* The logging flags. */
   gcs_config_init (&config);
   config.log_state_changes = true;
-  CHECK_CONFIGURE_REFUSED (&config, GCS_ERROR_INVALID_ARGUMENT);
-
+  CHECK_MANAGER_NEW (&config, GCS_OK);
   gcs_config_init (&config);
   config.log_finalizers = true;
-  CHECK_CONFIGURE_REFUSED (&config, GCS_ERROR_INVALID_ARGUMENT);
+  CHECK_MANAGER_NEW (&config, GCS_OK);
+
+  /* A release context: a real GMainContext (the manager takes a reference
+   * of its own: ours can go before the manager does). */
+  GMainContext *context = g_main_context_new ();
+  gcs_config_init (&config);
+  config.release_context = context;
+  GcsManager *manager = NULL;
+  CHECK_OK (gcs_manager_new (&config, &manager));
+  g_main_context_unref (context);
+  GstElement *element = gst_element_factory_make ("fakesink", NULL);
+  gpointer alive;
+  watch_finalize (element, &alive);
+  GcsRegistration registration;
+  memset (&registration, 0, sizeof registration);
+  registration.struct_size = sizeof registration;
+  registration.manager = manager;
+  registration.kind = GCS_KIND_GST_OBJECT;
+  registration.object = element;
+  GcsHandle handle;
+  CHECK_OK (gcs_register_full (&registration, &handle));
+  /* This thread does not own the context: released when it is iterated. */
+  CHECK_OK (gcs_unregister (handle));
+  CHECK (alive != NULL);
+  while (g_main_context_iteration (context, FALSE))
+    ;
+  CHECK (alive == NULL);
+  gcs_manager_free (manager);
+
+  /* A memory limit, alone or with its callback. */
+  gcs_config_init (&config);
+  config.memory_limit_bytes = 1 << 20;
+  CHECK_MANAGER_NEW (&config, GCS_OK);
+  config.memory_pressure = dummy_pressure;
+  config.memory_pressure_data = &config;
+  CHECK_MANAGER_NEW (&config, GCS_OK);
+
+  /* Every field set at once. */
+  context = g_main_context_new ();
+  gcs_config_init (&config);
+  config.cleanup_interval_ms = 1;
+  config.state_retention_ms = 0;
+  config.finalizer_timeout_ms = 1;
+  config.max_finalizer_retries = 1000;
+  config.enable_state_checking = false;
+  config.enable_finalizer_safety = false;
+  config.invalidate_on_callback_error = true;
+  config.log_state_changes = true;
+  config.log_finalizers = true;
+  config.release_context = context;
+  config.memory_limit_bytes = UINT64_MAX;
+  config.memory_pressure = dummy_pressure;
+  CHECK_MANAGER_NEW (&config, GCS_OK);
+  g_main_context_unref (context);
+
+  /* The same refusals as gcs_configure. */
+  gcs_config_init (&config);
+  config.memory_pressure = dummy_pressure;
+  CHECK_MANAGER_NEW (&config, GCS_ERROR_INVALID_ARGUMENT);
+  gcs_config_init (&config);
+  config.cleanup_interval_ms = 0;
+  CHECK_MANAGER_NEW (&config, GCS_ERROR_INVALID_ARGUMENT);
+  gcs_config_init (&config);
+  config.finalizer_timeout_ms = 0;
+  CHECK_MANAGER_NEW (&config, GCS_ERROR_INVALID_ARGUMENT);
+  gcs_config_init (&config);
+  config.max_finalizer_retries = 1001;
+  CHECK_MANAGER_NEW (&config, GCS_ERROR_INVALID_ARGUMENT);
+  gcs_config_init (&config);
+  config.struct_size = sizeof config - 1;
+  CHECK_MANAGER_NEW (&config, GCS_ERROR_INVALID_ARGUMENT);
+
+  /* gcs_configure accepts them too (before the default manager starts;
+   * each replaces the one before, and the last one is made in
+   * test_configure_then_first_use). */
+  gcs_config_init (&config);
+  config.log_state_changes = true;
+  config.log_finalizers = true;
+  CHECK_OK (gcs_configure (&config));
+  context = g_main_context_new ();
+  gcs_config_init (&config);
+  config.release_context = context;
+  CHECK_OK (gcs_configure (&config));
+  g_main_context_unref (context);
+  gcs_config_init (&config);
+  config.memory_limit_bytes = 4096;
+  config.memory_pressure = dummy_pressure;
+  CHECK_OK (gcs_configure (&config));
+  gcs_config_init (&config);
+  config.memory_limit_bytes = 4096;
+  CHECK_OK (gcs_configure (&config));
 }
 
 static void
@@ -355,6 +466,7 @@ main (int argc, char **argv)
   test_config_init_defaults ();
   test_handle_calls_do_not_start_the_manager ();
   test_configure_checks ();
+  test_accepted_configs ();
   test_last_error_unchanged_by_successful_calls ();
   test_last_error_is_thread_local ();
   test_configure_then_first_use ();

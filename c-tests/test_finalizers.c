@@ -599,7 +599,7 @@ int
 main (int argc, char **argv)
 {
   gst_init (&argc, &argv);
-  test_watchdog (60);
+  test_watchdog (30);
 
   RUN_TEST (test_no_library_thread_before_a_finalizer);
   RUN_TEST (test_runs_after_cleanups_on_a_library_thread);

@@ -425,7 +425,7 @@ main (int argc, char **argv)
     return status;
   }
   gst_init (&argc, &argv);
-  test_watchdog (120);
+  test_watchdog (60);
   /* Under valgrind /proc/self/exe is valgrind itself; readlink is
    * redirected to the program, and argv[0] names it too. */
   self_path = g_file_read_link ("/proc/self/exe", NULL);

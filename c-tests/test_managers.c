@@ -656,7 +656,8 @@ test_shutdown (void)
 
   /* After all that, the library works. */
   register_tracked (&t, NULL, "fakesink", "last");
-  CHECK_OK (gcs_safe_access (t.handle, probe, (p.status = 0, &p)));
+  p.status = 0;
+  CHECK_OK (gcs_safe_access (t.handle, probe, &p));
   CHECK_OK (gcs_unregister (t.handle));
   CHECK (t.alive == NULL);
   CHECK_OK (gcs_shutdown (1000));
@@ -666,7 +667,7 @@ int
 main (int argc, char **argv)
 {
   gst_init (&argc, &argv);
-  test_watchdog (60);
+  test_watchdog (30);
 
   RUN_TEST (test_freed_manager_handles_after_retention);
   RUN_TEST (test_manager_new_arguments);

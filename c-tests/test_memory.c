@@ -238,7 +238,7 @@ int
 main (int argc, char **argv)
 {
   gst_init (&argc, &argv);
-  test_watchdog (60);
+  test_watchdog (30);
 
   /* Before anything starts the default manager (configured at the end). */
   RUN_TEST (test_crossing_and_interval);

@@ -510,11 +510,43 @@ test_invalid_arguments (void)
     CHECK_REFUSED_FULL (&registration, GCS_ERROR_INVALID_ARGUMENT, NULL, element);
   }
 
-  /* GCS_REGISTER_CAPTURE_STACK is not available in this version. */
+  /* GCS_REGISTER_CAPTURE_STACK is accepted with every kind (the leak report
+   * shows the backtrace: test_leaks.c), alone or with SET_NULL_STATE. */
   registration = registration_of (GCS_KIND_GST_OBJECT, element);
   registration.flags = GCS_REGISTER_CAPTURE_STACK;
-  CHECK_REFUSED_FULL (&registration, GCS_ERROR_INVALID_ARGUMENT, NULL, element);
+  CHECK_OK (gcs_register_full (&registration, &handle));
+  CHECK (OBJECT_REFCOUNT (element) == 2);
+  Seen seen = { 0, NULL };
+  CHECK_OK (gcs_safe_access (handle, see_object, &seen));
+  CHECK (seen.calls == 1 && seen.object == element);
+  CHECK_OK (gcs_unregister (handle));
+  CHECK (OBJECT_REFCOUNT (element) == 1);
   registration.flags = GCS_REGISTER_CAPTURE_STACK | GCS_REGISTER_SET_NULL_STATE;
+  CHECK_OK (gcs_register_full (&registration, &handle));
+  CHECK_OK (gcs_unregister (handle));
+  CHECK (OBJECT_REFCOUNT (element) == 1);
+  registration = registration_of (GCS_KIND_MINI_OBJECT, buffer);
+  registration.flags = GCS_REGISTER_CAPTURE_STACK;
+  const int buffer_refs = MINI_REFCOUNT (buffer);
+  CHECK_OK (gcs_register_full (&registration, &handle));
+  CHECK (MINI_REFCOUNT (buffer) == buffer_refs + 1);
+  CHECK_OK (gcs_unregister (handle));
+  CHECK (MINI_REFCOUNT (buffer) == buffer_refs);
+  registration = registration_of (GCS_KIND_POINTER, &payload);
+  registration.release = log_release;
+  registration.release_data = &log;
+  registration.flags = GCS_REGISTER_CAPTURE_STACK;
+  CHECK_OK (gcs_register_full (&registration, &handle));
+  CHECK_OK (gcs_unregister (handle));
+  CHECK (log.releases == 1);
+  memset (&log, 0, sizeof log);
+  registration = registration_of (GCS_KIND_WEAK_GOBJECT, plain);
+  registration.flags = GCS_REGISTER_CAPTURE_STACK;
+  CHECK_OK (gcs_register_full (&registration, &handle));
+  CHECK_OK (gcs_unregister (handle));
+  /* CAPTURE_STACK with an unknown bit is still refused. */
+  registration = registration_of (GCS_KIND_GST_OBJECT, element);
+  registration.flags = GCS_REGISTER_CAPTURE_STACK | (1u << 5);
   CHECK_REFUSED_FULL (&registration, GCS_ERROR_INVALID_ARGUMENT, NULL, element);
 
   /* GCS_REGISTER_SET_NULL_STATE only with GCS_KIND_GST_OBJECT. */
@@ -716,6 +748,87 @@ test_set_null_state (void)
   CHECK (g_atomic_int_get (&gst_warnings) == 0);
 }
 
+/* The state of an element when its weak references are notified (during
+ * its dispose, after GstElement's dispose checked the state). */
+typedef struct
+{
+  gint notified;
+  GstState state;
+} DisposeState;
+
+static void
+record_state_at_dispose (gpointer data, GObject * where_the_object_was)
+{
+  DisposeState *d = data;
+  d->state = GST_STATE (where_the_object_was);
+  g_atomic_int_inc (&d->notified);
+}
+
+/* A prerolled pipeline (a live source, a sink that prerolls): PAUSED, with a
+ * buffer waiting in the sink and streaming threads running. */
+static void
+test_set_null_state_prerolled (void)
+{
+  g_log_set_handler ("GStreamer", G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING, count_gst_warnings,
+      NULL);
+  const char *description = "videotestsrc ! video/x-raw,width=64,height=48 ! fakesink";
+
+  /* The registration drops the last reference we hold: NULL at dispose,
+   * and no warning from GStreamer. */
+  GstElement *pipeline = running_pipeline (GST_STATE_PAUSED, description);
+  DisposeState at_dispose = { 0, GST_STATE_VOID_PENDING };
+  g_object_weak_ref (G_OBJECT (pipeline), record_state_at_dispose, &at_dispose);
+  GcsRegistration registration = registration_of (GCS_KIND_GST_OBJECT, pipeline);
+  registration.flags = GCS_REGISTER_SET_NULL_STATE;
+  registration.instance_name = "prerolled";
+  GcsHandle handle;
+  CHECK_OK (gcs_register_full (&registration, &handle));
+  gst_object_unref (pipeline);
+  CHECK (current_state (pipeline) == GST_STATE_PAUSED);
+  g_atomic_int_set (&gst_warnings, 0);
+  CHECK_OK (gcs_unregister (handle));
+  CHECK_WITHIN_MS (5000, g_atomic_int_get (&at_dispose.notified) == 1);
+  CHECK (at_dispose.state == GST_STATE_NULL);
+  CHECK (g_atomic_int_get (&gst_warnings) == 0);
+
+  /* With our own reference kept: NULL right after the unregister. */
+  pipeline = running_pipeline (GST_STATE_PAUSED, description);
+  gpointer alive;
+  watch_finalize (pipeline, &alive);
+  registration = registration_of (GCS_KIND_GST_OBJECT, pipeline);
+  registration.flags = GCS_REGISTER_SET_NULL_STATE;
+  CHECK_OK (gcs_register_full (&registration, &handle));
+  CHECK_OK (gcs_unregister (handle));
+  CHECK (alive != NULL);
+  CHECK (GST_STATE (pipeline) == GST_STATE_NULL);
+  CHECK (current_state (pipeline) == GST_STATE_NULL);
+  gst_object_unref (pipeline);
+  CHECK_WITHIN_MS (5000, g_atomic_pointer_get (&alive) == NULL);
+
+  /* Without the flag (control): still PAUSED after the unregister. */
+  pipeline = running_pipeline (GST_STATE_PAUSED, description);
+  registration = registration_of (GCS_KIND_GST_OBJECT, pipeline);
+  CHECK_OK (gcs_register_full (&registration, &handle));
+  CHECK_OK (gcs_unregister (handle));
+  CHECK (current_state (pipeline) == GST_STATE_PAUSED);
+  CHECK (gst_element_set_state (pipeline, GST_STATE_NULL) == GST_STATE_CHANGE_SUCCESS);
+  gst_object_unref (pipeline);
+
+  /* Released by the thread ending the last access, not the unregistering
+   * one: set to NULL there too. */
+  pipeline = running_pipeline (GST_STATE_PAUSED, description);
+  registration = registration_of (GCS_KIND_GST_OBJECT, pipeline);
+  registration.flags = GCS_REGISTER_SET_NULL_STATE;
+  CHECK_OK (gcs_register_full (&registration, &handle));
+  void *object;
+  CHECK_OK (gcs_access_begin (handle, &object));
+  CHECK_OK (gcs_unregister (handle));
+  CHECK (current_state (pipeline) == GST_STATE_PAUSED);     /* not yet released */
+  CHECK_OK (gcs_access_end (handle));
+  CHECK (current_state (pipeline) == GST_STATE_NULL);
+  gst_object_unref (pipeline);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -731,6 +844,7 @@ main (int argc, char **argv)
   test_invalid_arguments ();
   test_names_are_copied ();
   test_set_null_state ();
+  test_set_null_state_prerolled ();
 
   TEST_PASSED ();
 }

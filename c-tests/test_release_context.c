@@ -366,7 +366,7 @@ int
 main (int argc, char **argv)
 {
   gst_init (&argc, &argv);
-  test_watchdog (60);
+  test_watchdog (30);
   main_thread = pthread_self ();
 
   RUN_TEST (test_release_waits_for_the_context);

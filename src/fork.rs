@@ -26,13 +26,21 @@ use std::sync::Once;
 pub(crate) trait ForkLock {
     /// Take the lock (exclusively) and keep it past this call.
     fn lock_across_fork(&self);
-    /// Release a lock held by `lock_across_fork`, or in a forked child by a
-    /// thread that does not exist there.
+    /// Release a lock held by `lock_across_fork` (in the parent).
     ///
     /// # Safety
     /// The lock must be held exclusively, and its holder must never use its
     /// guard again.
     unsafe fn force_unlock(&self);
+    /// In a forked child: make the lock unlocked with no waiters, whoever
+    /// held or waited for it. Not `force_unlock`: with waiters recorded that
+    /// would go through parking_lot's global queue, which a vanished parent
+    /// thread may hold.
+    ///
+    /// # Safety
+    /// Only in a forked child, where no other thread exists, and with no
+    /// guard of this lock used again.
+    unsafe fn reset_in_child(&self);
 }
 
 impl<T> ForkLock for parking_lot::Mutex<T> {
@@ -43,6 +51,21 @@ impl<T> ForkLock for parking_lot::Mutex<T> {
         // SAFETY: forwarded.
         unsafe { parking_lot::Mutex::force_unlock(self) }
     }
+    unsafe fn reset_in_child(&self) {
+        // SAFETY: forwarded.
+        unsafe { reset_raw(self.raw()) }
+    }
+}
+
+/// Overwrite a parking_lot raw lock with its initial (unlocked) state.
+///
+/// # Safety
+/// As `ForkLock::reset_in_child`.
+unsafe fn reset_raw<R: parking_lot::lock_api::RawMutex>(raw: &R) {
+    let raw = raw as *const R as *mut R;
+    // SAFETY: the raw lock is atomics (interior mutability), and in the child
+    // nothing else can touch it.
+    unsafe { raw.write(R::INIT) }
 }
 
 impl<T> ForkLock for parking_lot::RwLock<T> {
@@ -53,6 +76,13 @@ impl<T> ForkLock for parking_lot::RwLock<T> {
         // SAFETY: forwarded.
         unsafe { self.force_unlock_write() }
     }
+    unsafe fn reset_in_child(&self) {
+        // SAFETY: only the address of the raw lock is taken.
+        let raw =
+            unsafe { self.raw() } as *const parking_lot::RawRwLock as *mut parking_lot::RawRwLock;
+        // SAFETY: forwarded; as in `reset_raw`.
+        unsafe { raw.write(<parking_lot::RawRwLock as parking_lot::lock_api::RawRwLock>::INIT) }
+    }
 }
 
 impl<T> ForkLock for crate::sync::Mutex<T> {
@@ -62,6 +92,10 @@ impl<T> ForkLock for crate::sync::Mutex<T> {
     unsafe fn force_unlock(&self) {
         // SAFETY: forwarded.
         unsafe { crate::sync::Mutex::force_unlock(self) }
+    }
+    unsafe fn reset_in_child(&self) {
+        // SAFETY: forwarded.
+        unsafe { crate::sync::Mutex::reset_in_child(self) }
     }
 }
 
@@ -97,34 +131,39 @@ extern "C" fn prepare() {
     executor::fork_prepare();
 }
 
-/// Release what `prepare` took (in reverse order).
-fn release_prepared() {
+/// Release what `prepare` took, in reverse order: `force_unlock` in the
+/// parent, `reset_in_child` in the child.
+fn release_prepared(child: bool) {
+    let release = |lock: &dyn ForkLock| {
+        // SAFETY: `prepare` took the lock and forgot its guard; in the child
+        // only this thread exists.
+        unsafe {
+            if child {
+                lock.reset_in_child()
+            } else {
+                lock.force_unlock()
+            }
+        }
+    };
     let (default, registry) = manager::fork_locks();
-    // SAFETY (each force_unlock below): `prepare` took the lock and forgot
-    // its guard; nothing else can have released it.
-    unsafe {
-        release::epoch_lock().force_unlock();
-        thread_accesses::fork_lock().force_unlock();
-        stats::fork_lock().force_unlock();
-        table()
-            .fork_locks()
-            .iter()
-            .for_each(|lock| lock.force_unlock());
-        names::fork_lock().force_unlock();
-        manager::for_each_manager_locked(|m| m.types_lock().force_unlock());
-        registry.force_unlock();
-        default.force_unlock();
-    }
+    release(release::epoch_lock());
+    release(thread_accesses::fork_lock());
+    release(stats::fork_lock());
+    table().fork_locks().iter().for_each(|lock| release(*lock));
+    release(names::fork_lock());
+    manager::for_each_manager_locked(|m| release(m.types_lock()));
+    release(registry);
+    release(default);
 }
 
 extern "C" fn parent() {
     executor::fork_parent();
-    release_prepared();
+    release_prepared(false);
 }
 
 extern "C" fn child() {
     executor::fork_child();
-    release_prepared();
+    release_prepared(true);
     table().fork_child_unlock_slots();
     stats::fork_child_unlock();
     thread_accesses::fork_child_unlock();

@@ -637,24 +637,32 @@ pub(crate) fn add_cleanup(handle: u64, callback: Callback) -> Result<()> {
 
 /// `gcs_set_finalizer`: one per registration.
 pub(crate) fn set_finalizer(handle: u64, callback: Callback) -> Result<()> {
+    let mut already_set = false;
     with_registered_record(handle, "cannot set a finalizer", |record| {
-        if record.finalizer.is_some() {
-            return Err(Error::new(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "{}: already has a finalizer (one per registration)",
-                    describe(handle)
-                ),
-            ));
+        // No message here: `describe` takes the detail lock we are under.
+        already_set = record.finalizer.is_some();
+        if !already_set {
+            record.finalizer = Some(callback);
         }
-        record.finalizer = Some(callback);
         Ok(())
-    })
+    })?;
+    if already_set {
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "{}: already has a finalizer (one per registration)",
+                describe(handle)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Change a record that is still registered (live or invalidated), under the
 /// detail lock: a release takes the cleanups under that lock after the
 /// unregister transition, so what is added here either runs or is refused.
+/// `f` runs under that lock: it must not call anything that takes it (such
+/// as `describe`).
 fn with_registered_record(
     handle: u64,
     what: &str,

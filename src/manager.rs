@@ -340,8 +340,9 @@ impl ManagerInner {
         Err(Error::new(
             ErrorCode::Timeout,
             format!(
-                "{}: {} registrations still had accesses in flight after {} ({} of them on this \
-                 very thread, which cannot wait for itself); each is released when its last access ends",
+                "{}: {} registrations were still being released after {} (accesses in flight, a \
+                 finalizer or a release context; {} of them on this very thread, which cannot wait for \
+                 itself); each is released when that ends",
                 self.describe(),
                 others + here,
                 human_ms(started.elapsed().as_millis() as u64),

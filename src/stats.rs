@@ -159,11 +159,9 @@ pub(crate) fn fork_lock() -> &'static Mutex<Vec<Arc<Memo>>> {
 /// Fork support, in the child: release memo locks that vanished threads held.
 pub(crate) fn fork_child_unlock() {
     for memo in memos().lock().iter() {
-        if memo.key.is_locked() {
-            // SAFETY: in the forked child only this thread exists; the holder
-            // is gone and will never use its guard.
-            unsafe { memo.key.force_unlock() };
-        }
+        // SAFETY: in the forked child only this thread exists; a holder or
+        // waiter of this lock is gone for good.
+        unsafe { crate::fork::ForkLock::reset_in_child(&memo.key) };
     }
 }
 

@@ -43,18 +43,21 @@ impl<T> Mutex<T> {
 
 #[cfg(not(loom))]
 impl<T> Mutex<T> {
-    /// Fork support: whether some thread holds the lock.
-    pub(crate) fn is_locked(&self) -> bool {
-        self.0.is_locked()
-    }
-
     /// Fork support: take the lock and keep it past this call.
     pub(crate) fn lock_across_fork(&self) {
         core::mem::forget(self.0.lock());
     }
 
-    /// Fork support: release a lock taken by `lock_across_fork`, or, in a
-    /// forked child, one held by a thread that does not exist there.
+    /// Fork support, in a forked child: the lock unlocked with no waiters.
+    ///
+    /// # Safety
+    /// Only in a forked child (no other thread exists); no guard used again.
+    pub(crate) unsafe fn reset_in_child(&self) {
+        // SAFETY: forwarded.
+        unsafe { crate::fork::ForkLock::reset_in_child(&self.0) }
+    }
+
+    /// Fork support: release a lock taken by `lock_across_fork`.
     ///
     /// # Safety
     /// The lock must be held, and its holder must not use its guard again.

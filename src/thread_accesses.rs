@@ -54,11 +54,9 @@ pub(crate) fn fork_lock() -> &'static Mutex<Vec<Arc<Block>>> {
 /// Fork support, in the child: release mailbox locks that vanished threads held.
 pub(crate) fn fork_child_unlock() {
     for block in registry().lock().iter() {
-        if block.mailbox.is_locked() {
-            // SAFETY: in the forked child only this thread exists; the holder
-            // is gone and will never use its guard.
-            unsafe { block.mailbox.force_unlock() };
-        }
+        // SAFETY: in the forked child only this thread exists; a holder or
+        // waiter of this lock is gone for good.
+        unsafe { crate::fork::ForkLock::reset_in_child(&block.mailbox) };
     }
 }
 

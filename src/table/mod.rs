@@ -785,12 +785,9 @@ impl<P> Table<P> {
         // `capacity()` takes `created`, which the child handler released.
         for index in 0..self.capacity() {
             if let Some(slot) = self.slot(index) {
-                let lock = slot.details_lock();
-                if lock.is_locked() {
-                    // SAFETY: in the forked child only this thread exists, so
-                    // the holder is gone and will never use its guard.
-                    unsafe { lock.force_unlock() };
-                }
+                // SAFETY: in the forked child only this thread exists: a
+                // holder or waiter of this lock is gone for good.
+                unsafe { slot.details_lock().reset_in_child() };
             }
         }
     }
