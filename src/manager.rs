@@ -381,7 +381,7 @@ impl ManagerInner {
                 Some((info, backtrace))
             })
             .collect();
-        live.sort_by(|a, b| b.0.age_ms.cmp(&a.0.age_ms));
+        live.sort_by_key(|(info, _)| std::cmp::Reverse(info.age_ms));
         live
     }
 }

@@ -139,7 +139,8 @@ pub(crate) fn render(stats: &Stats, types: &[TypeStats]) -> String {
         header(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {value}");
     }
-    let per_type: [(&str, Kind, &str, fn(&TypeStats) -> u64); 5] = [
+    type PerType = (&'static str, Kind, &'static str, fn(&TypeStats) -> u64);
+    let per_type: [PerType; 5] = [
         (
             "gcs_type_live_handles",
             Gauge,

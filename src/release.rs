@@ -200,9 +200,9 @@ fn dispatch_to_context(context: &glib::MainContext, claim: Claimed, job: Release
     }
 }
 
-// SAFETY (for the executor and context hops): a claim is an index into the
-// 'static table, and a release job owns what it carries; the payload's
-// objects are thread-safe GObjects/mini objects or documented as such.
+// SAFETY: a claim is an index into the 'static table, and a release job owns
+// what it carries; the payload's objects are thread-safe GObjects and mini
+// objects, or pointers the ABI documents as released on any thread.
 unsafe impl Send for ContextJob {}
 
 // ----- waiting for releases -------------------------------------------------------

@@ -105,10 +105,11 @@ impl GcsConfig {
         };
         let memory_pressure = self.memory_pressure.map(|func| {
             let data = SendPtr(self.memory_pressure_data);
-            // SAFETY (of the call): the caller registered `func` for `data`
-            // and the ABI documents the thread it is called on.
-            let pressure: MemoryPressure =
-                Arc::new(move |tracked: u64| unsafe { func(tracked, data.get()) });
+            let pressure: MemoryPressure = Arc::new(move |tracked: u64| {
+                // SAFETY: the caller registered `func` for `data`, and the
+                // ABI documents the thread it is called on.
+                unsafe { func(tracked, data.get()) }
+            });
             pressure
         });
         let config = Config {
