@@ -13,7 +13,7 @@
 //! accessing may lag by the accesses of that instant; once threads are quiet
 //! (or have exited, which flushes), it is exact.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -174,6 +174,8 @@ struct ThreadMemo {
 
 impl Drop for ThreadMemo {
     fn drop(&mut self) {
+        // The fast path must not use the memo any more.
+        let _ = FAST.try_with(|fast| fast.set((core::ptr::null(), core::ptr::null())));
         let mut key = self.memo.key.lock();
         self.memo.flush(&mut key);
         *key = None;
@@ -183,7 +185,14 @@ impl Drop for ThreadMemo {
 }
 
 thread_local! {
+    /// The owning handle on this thread's memo (lazily created, with a
+    /// destructor that flushes and unregisters it): slow path only.
     static MEMO: RefCell<Option<ThreadMemo>> = const { RefCell::new(None) };
+    /// The fast path's view: (the memo's key, the memo's count). A const,
+    /// destructor-free thread-local: no lazy-initialisation check, no borrow
+    /// flag. Null until the first access on this thread.
+    static FAST: Cell<(*const TypeCounters, *const AtomicU64)> =
+        const { Cell::new((core::ptr::null(), core::ptr::null())) };
 }
 
 /// Count one successful access of a handle whose counters are `counters`
@@ -198,43 +207,54 @@ pub(crate) unsafe fn count_access(counters: *const TypeCounters) {
     if counters.is_null() {
         return;
     }
-    let _ = MEMO.try_with(|memo| {
-        let mut memo = memo.borrow_mut();
-        match memo.as_ref() {
-            Some(thread) if thread.key.get() == counters => {
-                // Single writer: a plain load and store, not a locked add.
-                let count = &thread.memo.count;
+    let hit = FAST
+        .try_with(|fast| {
+            let (key, count) = fast.get();
+            if key == counters {
+                // SAFETY: `count` points into this thread's memo, kept alive
+                // by `MEMO` for as long as `FAST` names it (cleared first at
+                // thread exit). Single writer: a plain load and store.
+                let count = unsafe { &*count };
                 count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                true
+            } else {
+                false
             }
-            // SAFETY: forwarded precondition.
-            _ => unsafe { switch_key(&mut memo, counters) },
-        }
-    });
+        })
+        .unwrap_or(true);
+    if !hit {
+        // SAFETY: forwarded precondition.
+        unsafe { switch_key(counters) };
+    }
 }
 
 /// Flush the memo and make it count for `counters`. Cold: a thread that
 /// changes the type it accesses.
 #[cold]
-unsafe fn switch_key(memo: &mut Option<ThreadMemo>, counters: *const TypeCounters) {
-    let thread = memo.get_or_insert_with(|| {
-        let memo = Arc::new(Memo::default());
-        memos().lock().push(memo.clone());
-        ThreadMemo {
-            memo,
-            key: core::cell::Cell::new(core::ptr::null()),
-        }
+unsafe fn switch_key(counters: *const TypeCounters) {
+    let _ = MEMO.try_with(|memo| {
+        let mut memo = memo.borrow_mut();
+        let thread = memo.get_or_insert_with(|| {
+            let memo = Arc::new(Memo::default());
+            memos().lock().push(memo.clone());
+            ThreadMemo {
+                memo,
+                key: core::cell::Cell::new(core::ptr::null()),
+            }
+        });
+        // SAFETY: the caller guarantees `counters` is alive; it came from
+        // `Arc::as_ptr`, so taking a new strong count is sound.
+        let new_key = unsafe {
+            Arc::increment_strong_count(counters);
+            Arc::from_raw(counters)
+        };
+        let mut key = thread.memo.key.lock();
+        thread.memo.flush(&mut key);
+        *key = Some(new_key);
+        thread.memo.count.store(1, Ordering::Relaxed);
+        thread.key.set(counters);
+        let _ = FAST.try_with(|fast| fast.set((counters, &thread.memo.count as *const AtomicU64)));
     });
-    // SAFETY: the caller guarantees `counters` is alive; it came from
-    // `Arc::as_ptr`, so taking a new strong count is sound.
-    let new_key = unsafe {
-        Arc::increment_strong_count(counters);
-        Arc::from_raw(counters)
-    };
-    let mut key = thread.memo.key.lock();
-    thread.memo.flush(&mut key);
-    *key = Some(new_key);
-    thread.memo.count.store(1, Ordering::Relaxed);
-    thread.key.set(counters);
 }
 
 /// A manager's slow-path counters.
