@@ -148,6 +148,18 @@ def main():
             )
     print()
 
+    runs = load_runs(root)
+
+    def running(group, function):
+        """Mean running fraction of a benchmark's samples, if recorded."""
+        bench = runs.get(group, {}).get("benchmarks", {}).get(function)
+        return bench.get("running_mean") if bench else None
+
+    def min_running(group):
+        return runs.get(group, {}).get("min_running", 0.9)
+
+    flagged = []
+
     # ----- access table -----
     print("### Access: median time per operation, as one thread sees it (× the floor of the same column)\n")
     header = "| design | " + " | ".join(label for _, label in ACCESS_GROUPS) + " |"
@@ -164,12 +176,20 @@ def main():
                 continue
             present = True
             note = stale_note(results, group, function, newest)
+            run_fraction = running(group, function)
+            if run_fraction is not None and run_fraction < min_running(group):
+                note += " †"
+                flagged.append((group, function, run_fraction))
             if function == "floor":
                 cells.append(ns(value) + note)
             else:
                 cells.append(f"{ns(value)} ({fmt_ratio(ratio(value, floor))}){note}")
         if present:
             print(f"| {label} | " + " | ".join(cells) + " |")
+    if flagged:
+        print("\n† Its threads ran only part of the time (descheduled: the machine was busy), even after "
+              "retrying such samples: " + ", ".join(f"{g}/{f} {r:.0%}" for g, f, r in flagged) + ". "
+              "Two-thread figures then understate contention.")
     print()
 
     # ----- registration table -----
@@ -248,11 +268,15 @@ def main():
     print()
 
     # ----- provenance -----
-    runs = load_runs(root)
     if runs:
         print("### How each group ran\n")
-        print("| group | clock | other processes' CPU | steal | load average (start → end) | finished |")
-        print("|---|---|---:|---:|---|---|")
+        print("Other processes' CPU: CPU time used by everything but the bench while the group ran, from "
+              "/proc/stat. Threads running: per benchmark, the mean over samples of the least (thread CPU time "
+              "÷ wall time) of its threads; the lowest benchmark is shown, and samples below "
+              "the threshold were measured again (retried).\n")
+        print("| group | clock | other processes' CPU | steal | threads running (lowest) | retried samples "
+              "| load average (start → end) | finished |")
+        print("|---|---|---:|---:|---:|---:|---|---|")
         disturbed = []
         for group in [g for g, _ in ACCESS_GROUPS] + [REGISTER_GROUP]:
             run = runs.get(group)
@@ -267,7 +291,14 @@ def main():
             finished = time.strftime("%H:%M:%S", time.localtime(finished)) if finished else "?"
             other_cell = "?" if other is None else f"{other:.0f}% of a CPU"
             steal_cell = "?" if steal is None else f"{steal:.0f}%"
-            print(f"| {group} | {clock} | {other_cell} | {steal_cell} | "
+            benches = run.get("benchmarks", {})
+            if benches:
+                name, worst = min(benches.items(), key=lambda item: item[1]["running_mean"])
+                running_cell = f"{worst['running_mean']:.0%} ({name})"
+                retried_cell = str(sum(b.get("retried", 0) for b in benches.values()))
+            else:
+                running_cell = retried_cell = "?"
+            print(f"| {group} | {clock} | {other_cell} | {steal_cell} | {running_cell} | {retried_cell} | "
                   f"{run.get('loadavg_start', '?')} → {run.get('loadavg_end', '?')} | {finished} |")
             if (other or 0) > 20 or (steal or 0) > 20:
                 disturbed.append(group)
