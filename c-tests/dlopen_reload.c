@@ -28,6 +28,7 @@ typedef struct
   GcsResult (*safe_access) (GcsHandle, GcsAccessFn, void *);
   GcsResult (*unregister) (GcsHandle);
   bool (*is_valid) (GcsHandle);
+  GcsResult (*shutdown) (uint32_t);
 } Api;
 
 /* dlsym returns void *; converting it to a function pointer is what POSIX
@@ -89,6 +90,7 @@ load (void)
   RESOLVE (&api, safe_access, "gcs_safe_access");
   RESOLVE (&api, unregister, "gcs_unregister");
   RESOLVE (&api, is_valid, "gcs_is_valid");
+  RESOLVE (&api, shutdown, "gcs_shutdown");
   CHECK (api.abi_version () == GCS_ABI_VERSION);
   return api;
 }
@@ -129,6 +131,8 @@ main (int argc, char **argv)
   Api first = load ();
   gpointer alive1 = NULL;
   GcsHandle old = use_library (&first, TRUE, &alive1);
+  /* What a program must do before dlclose: close everything, join threads. */
+  CHECK (first.shutdown (1000) == GCS_OK);
   CHECK (dlclose (first.lib) == 0);
 
   Api second = load ();
@@ -137,7 +141,7 @@ main (int argc, char **argv)
   CHECK (!second.is_valid (old));
   int accesses = 0;
   GcsResult r = second.safe_access (old, count_access, &accesses);
-  CHECK (r == GCS_ERROR_INVALID_HANDLE || r == GCS_ERROR_RELEASED);
+  CHECK (r == GCS_ERROR_INVALID_HANDLE || r == GCS_ERROR_RELEASED || r == GCS_ERROR_SHUT_DOWN);
   CHECK (accesses == 0);
   CHECK (strstr (second.last_error (), "not valid for access") != NULL);
 
@@ -147,6 +151,7 @@ main (int argc, char **argv)
   CHECK (second.is_valid (fresh));
   CHECK (second.unregister (fresh) == GCS_OK);
   CHECK (alive2 == NULL);
+  CHECK (second.shutdown (1000) == GCS_OK);
   CHECK (dlclose (second.lib) == 0);
 
   printf ("%s: passed\n", __FILE__);
