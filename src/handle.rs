@@ -125,7 +125,7 @@ pub(crate) fn begin_access(handle: u64) -> Result<Begun> {
         Ok(access) => access,
         Err(refusal) => return Err(rejected_access(handle, refusal)),
     };
-    let (object, upgraded) = match Target::of_stored(access.object) {
+    let (object, upgraded) = match Target::of(access.object, access.upgrade) {
         // Never null: registrations of NULL are refused.
         Target::Direct(object) => (NonNull::new(object).expect("registered object"), false),
         Target::Weak(_) => {
@@ -201,9 +201,9 @@ fn callback_failed(handle: u64, status: i32) -> Error {
 /// End an access by handle value only (`gcs_access_end`): validated first.
 pub(crate) fn end_access_by_value(handle: u64) -> Result<()> {
     match table().end_by_handle(handle) {
-        Ok((stored, claim)) => {
+        Ok(((stored, upgrade), claim)) => {
             thread_accesses::remove(handle);
-            if let Target::Weak(address) = Target::of_stored(stored) {
+            if let Target::Weak(address) = Target::of(stored, upgrade) {
                 // The access took a strong reference by upgrading; drop it (the
                 // object is alive: that reference is still ours).
                 object::downgrade(address);

@@ -107,12 +107,9 @@ pub(crate) enum Payload {
 // that the release function runs on whichever thread releases.
 unsafe impl Send for Payload {}
 
-/// Bit 0 of a stored object pointer marks a weakly held object that each
-/// access must upgrade (a GObject is pointer-aligned, so bit 0 is free).
-const WEAK_TAG: usize = 1;
-
-/// The pointer an access sees for a stored pointer: either the object itself,
-/// or a weak reference to upgrade.
+/// The pointer an access sees: either the object itself, or a weakly held
+/// object to upgrade (the slot's `upgrade` flag says which, so that any
+/// pointer value, odd ones included, can be registered as GCS_KIND_POINTER).
 pub(crate) enum Target {
     /// Use the object directly; the registration keeps it alive.
     Direct(*mut c_void),
@@ -123,13 +120,10 @@ pub(crate) enum Target {
 
 impl Target {
     #[inline]
-    pub(crate) fn of_stored(stored: *mut c_void) -> Target {
-        if stored as usize & WEAK_TAG == 0 {
-            Target::Direct(stored)
-        } else {
-            let address = (stored as usize & !WEAK_TAG) as *mut c_void;
-            // Never null: registrations of NULL are refused.
-            Target::Weak(NonNull::new(address).expect("tagged weak address is not null"))
+    pub(crate) fn of(stored: *mut c_void, upgrade: bool) -> Target {
+        match NonNull::new(stored) {
+            Some(address) if upgrade => Target::Weak(address),
+            _ => Target::Direct(stored),
         }
     }
 }
@@ -149,6 +143,11 @@ pub(crate) fn downgrade(object: NonNull<c_void>) {
 }
 
 impl Payload {
+    /// Whether accesses must upgrade the stored pointer (a weak registration).
+    pub(crate) fn needs_upgrade(&self) -> bool {
+        matches!(self, Payload::Weak { .. })
+    }
+
     /// The pointer to store in the slot for accesses.
     pub(crate) fn stored_pointer(&self) -> *mut c_void {
         match self {
@@ -156,7 +155,7 @@ impl Payload {
             Payload::GObject { object } => object.as_ptr().cast(),
             Payload::MiniObject { object } => object.as_ptr().cast(),
             Payload::Pointer { object, .. } => *object,
-            Payload::Weak { address, .. } => (address.as_ptr() as usize | WEAK_TAG) as *mut c_void,
+            Payload::Weak { address, .. } => address.as_ptr(),
         }
     }
 

@@ -220,6 +220,7 @@ pub(crate) unsafe fn register_raw(
         let payload =
             unsafe { object::acquire(kind, object, release, release_data, set_null_state) };
         let stored = payload.stored_pointer();
+        let upgrade = payload.needs_upgrade();
         let accounting = Arc::as_ptr(&counters).cast_mut().cast::<c_void>();
         let record = Record {
             manager: manager.clone(),
@@ -240,7 +241,7 @@ pub(crate) unsafe fn register_raw(
             released_at_ms: 0,
             retention_ms,
         };
-        (stored, accounting, details)
+        (stored, accounting, upgrade, details)
     };
     let handle = table().insert_accounted(make).map_err(|_| {
         Error::new(

@@ -156,6 +156,7 @@ pub(crate) fn fork_lock() -> &'static Mutex<Vec<Arc<Memo>>> {
     memos()
 }
 
+#[cfg(not(loom))]
 /// Fork support, in the child: release memo locks that vanished threads held.
 pub(crate) fn fork_child_unlock() {
     for memo in memos().lock().iter() {

@@ -51,6 +51,7 @@ pub(crate) fn fork_lock() -> &'static Mutex<Vec<Arc<Block>>> {
     registry()
 }
 
+#[cfg(not(loom))]
 /// Fork support, in the child: release mailbox locks that vanished threads held.
 pub(crate) fn fork_child_unlock() {
     for block in registry().lock().iter() {

@@ -176,6 +176,10 @@ fn run(binary: &Path, variant: Variant) -> Result<(), String> {
         }
         _ => Command::new(binary),
     };
+    // cargo runs tests with LD_LIBRARY_PATH naming target/<profile>, where a
+    // stale uplifted libgcsafety.so may be found before the binary's RUNPATH
+    // (the fresh library in deps/): the C programs must not inherit it.
+    cmd.env_remove("LD_LIBRARY_PATH");
     cmd.env("GCS_LIBRARY_PATH", library_dir().join("libgcsafety.so"))
         .env("GCS_SYMBOLS_FILE", manifest_dir().join("gcsafety.symbols"))
         .env("GST_REGISTRY_FORK", "no")

@@ -188,3 +188,39 @@ fn from_raw_accepts_any_value_and_refuses_garbage() {
         assert!(handle.info().is_err());
     }
 }
+
+unsafe extern "C" fn count_release(object: *mut core::ffi::c_void, data: *mut core::ffi::c_void) {
+    // SAFETY: `data` is the AtomicUsize of the test below, alive throughout.
+    let counter = unsafe { &*(data as *const std::sync::atomic::AtomicUsize) };
+    counter.fetch_add(object as usize, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn any_pointer_value_can_be_registered_as_a_pointer() {
+    // Odd values (such as cgo.Handle numbers) are objects like any other.
+    let released = std::sync::atomic::AtomicUsize::new(0);
+    for value in [1usize, 3, 7, 0x1001, usize::MAX] {
+        let handle = Registration::from_raw(Kind::Pointer, value as *mut core::ffi::c_void)
+            .release(
+                count_release,
+                &released as *const _ as *mut core::ffi::c_void,
+            )
+            .register()
+            .unwrap();
+        let seen = handle.safe_access(|object| object as usize).unwrap();
+        assert_eq!(seen, value);
+        let guard = handle.access().unwrap();
+        assert_eq!(guard.as_ptr() as usize, value);
+        drop(guard);
+        assert!(
+            handle.is_valid(),
+            "an odd pointer is not a dead weak reference"
+        );
+        let before = released.load(std::sync::atomic::Ordering::SeqCst);
+        handle.unregister().unwrap();
+        assert_eq!(
+            released.load(std::sync::atomic::Ordering::SeqCst),
+            before.wrapping_add(value)
+        );
+    }
+}

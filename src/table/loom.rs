@@ -530,7 +530,7 @@ fn end_by_handle_vs_unregister() {
                 let Ok(a) = table.begin(h) else { return };
                 use_object(a.object, &obj);
                 // gcs_access_begin hands out the object and forgets the access.
-                let (object, claim) = table.end_by_handle(h).expect("our access is in flight");
+                let ((object, _), claim) = table.end_by_handle(h).expect("our access is in flight");
                 assert_eq!(object, obj.ptr());
                 if let Some(claim) = claim {
                     carry_out(&table, claim);

@@ -106,6 +106,10 @@ impl<P> Drop for Claim<'_, P> {
     }
 }
 
+/// What `end_by_handle` returns: the ended access's stored object and upgrade
+/// flag, and the release claim if it was the last access of a draining slot.
+pub(crate) type Ended<'t, P> = ((*mut c_void, bool), Option<Claim<'t, P>>);
+
 /// An access that began on a slot; end it with [`Table::end`].
 pub(crate) struct Access<'t, P> {
     pub(crate) slot: &'t Slot<P>,
@@ -114,6 +118,8 @@ pub(crate) struct Access<'t, P> {
     pub(crate) object: *mut c_void,
     /// The registration's accounting pointer (see [`Table::insert_accounted`]).
     pub(crate) accounting: *mut c_void,
+    /// Whether `object` must be upgraded for the access (a weak registration).
+    pub(crate) upgrade: bool,
 }
 
 /// The handle table. `P` is what a registration holds (see `crate::object`).
@@ -230,15 +236,16 @@ impl<P> Table<P> {
     ) -> Result<u64, Refusal> {
         self.insert_accounted(|| {
             let (object, details) = make();
-            (object, core::ptr::null_mut(), details)
+            (object, core::ptr::null_mut(), false, details)
         })
     }
 
     /// [`insert`](Self::insert) with an accounting pointer, which every
-    /// access of the registration is handed (valid as long as `object`).
+    /// access of the registration is handed (valid as long as `object`), and
+    /// whether accesses must upgrade `object` (see [`Access::upgrade`]).
     pub(crate) fn insert_accounted(
         &self,
-        make: impl FnOnce() -> (*mut c_void, *mut c_void, Details<P>),
+        make: impl FnOnce() -> (*mut c_void, *mut c_void, bool, Details<P>),
     ) -> Result<u64, Refusal> {
         let (index, slot, generation) = loop {
             let index = match self.pop_free() {
@@ -264,10 +271,11 @@ impl<P> Table<P> {
                 self.push_free(index);
             }
         };
-        let (object, accounting, details) = make();
+        let (object, accounting, upgrade, details) = make();
         *slot.details() = details;
         slot.object.store(object, Ordering::Relaxed);
         slot.accounting.store(accounting, Ordering::Relaxed);
+        slot.upgrade.store(upgrade, Ordering::Relaxed);
         // Release: publishes the object pointer and details to accessors.
         slot.state
             .store(Word::new(generation, Phase::Live, 0).0, Ordering::Release);
@@ -383,12 +391,14 @@ impl<P> Table<P> {
         // Relaxed: ordered by the Acquire above; stable while we hold a count.
         let object = slot.object.load(Ordering::Relaxed);
         let accounting = slot.accounting.load(Ordering::Relaxed);
+        let upgrade = slot.upgrade.load(Ordering::Relaxed);
         Ok(Access {
             slot,
             index,
             generation,
             object,
             accounting,
+            upgrade,
         })
     }
 
@@ -434,12 +444,10 @@ impl<P> Table<P> {
 
     /// End an access by handle value, validating everything first (the
     /// C-level `gcs_access_end`, which may be handed anything). Returns the
-    /// stored object pointer of the ended access (read before the count fell,
-    /// while the generation provably held it) and the release claim, if any.
-    pub(crate) fn end_by_handle(
-        &self,
-        handle: u64,
-    ) -> Result<(*mut c_void, Option<Claim<'_, P>>), Refusal> {
+    /// stored object pointer and upgrade flag of the ended access (read
+    /// before the count fell, while the generation provably held them) and
+    /// the release claim, if any.
+    pub(crate) fn end_by_handle(&self, handle: u64) -> Result<Ended<'_, P>, Refusal> {
         let Some((slot, index, generation)) = self.locate_handle(handle) else {
             return Err(Refusal::InvalidHandle);
         };
@@ -463,6 +471,7 @@ impl<P> Table<P> {
             // for a generation while any count is held, so if the CAS succeeds
             // this is the pointer of the access we end.
             let object = slot.object.load(Ordering::Relaxed);
+            let upgrade = slot.upgrade.load(Ordering::Relaxed);
             // AcqRel: as `end`.
             match slot.state.compare_exchange_weak(
                 word.0,
@@ -478,7 +487,7 @@ impl<P> Table<P> {
                             generation,
                             retention: Default::default(),
                         });
-                    return Ok((object, claim));
+                    return Ok(((object, upgrade), claim));
                 }
                 Err(actual) => word = Word(actual),
             }

@@ -94,7 +94,7 @@
 use core::ffi::c_void;
 use core::ptr;
 
-use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// What a slot is doing; see the module documentation for the transitions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +222,9 @@ pub(crate) struct Slot<P> {
     /// An opaque pointer handed to accessors for accounting (the owner's
     /// per-type counters); same lifetime rules as `object`.
     pub(crate) accounting: AtomicPtr<c_void>,
+    /// Whether accesses must upgrade `object` through the payload (a weakly
+    /// held object) rather than use it directly; same lifetime rules.
+    pub(crate) upgrade: AtomicBool,
     /// Free-list link: index + 1 of the next free slot, 0 for none.
     pub(crate) next_free: AtomicU32,
     /// Slow-path details, on the slot's second cache line.
@@ -234,6 +237,7 @@ impl<P> Slot<P> {
             state: AtomicU64::new(Word::new(0, Phase::Free, 0).0),
             object: AtomicPtr::new(ptr::null_mut()),
             accounting: AtomicPtr::new(ptr::null_mut()),
+            upgrade: AtomicBool::new(false),
             next_free: AtomicU32::new(0),
             details: Mutex::new(Details::empty()),
         }

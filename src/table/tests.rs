@@ -88,7 +88,7 @@ fn end_by_handle_refuses_without_begin_and_changes_nothing() {
     let h = table.insert(|| (fake(8), details(&released, 0))).unwrap();
     assert_eq!(table.end_by_handle(h).err(), Some(Refusal::NotAccessing));
     let _a = table.begin(h).unwrap();
-    let (object, claim) = table.end_by_handle(h).unwrap();
+    let ((object, _), claim) = table.end_by_handle(h).unwrap();
     assert_eq!(object as usize, 8);
     assert!(claim.is_none());
     assert_eq!(table.end_by_handle(h).err(), Some(Refusal::NotAccessing));
