@@ -99,6 +99,7 @@ pkg_config_check() {
 # through the in-tree .pc written by the pkg-config stage.
 go_tests() {
     cd bindings/go
+    PKG_CONFIG_PATH="$root/target/pkgconfig" CGO_ENABLED=1 go vet ./...
     PKG_CONFIG_PATH="$root/target/pkgconfig" CGO_ENABLED=1 go test -race ./...
 }
 
@@ -120,7 +121,7 @@ stage "loom" scripts/loom.sh
 stage "pkg-config" pkg_config_check
 stage "demo" scripts/demo.sh
 if [ -f bindings/go/go.mod ]; then
-    stage "go test -race" go_tests
+    stage "go vet, go test -race" go_tests
 fi
 
 printf '\nAll stages passed.\n'

@@ -1,0 +1,3 @@
+module gcsafety.dev/gcsafety
+
+go 1.19
