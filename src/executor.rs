@@ -24,12 +24,13 @@
 //!     it is busy again (next attempt) or goes back to the queue, i.e. it is
 //!     a normal worker again.
 //! * The watchdog (named `gcs-watchdog`), one at most, sleeps until the
-//!   earliest deadline of the busy workers (or until notified when a deadline
-//!   is set). When a deadline passes it marks the worker stuck and, the first
-//!   time this happens for a task during an attempt, calls the task's
-//!   `on_timeout` (so `Outcome::timed_out` is true exactly when `on_timeout`
-//!   was called). Then, if tasks are queued and no idle worker can take them,
-//!   it starts replacement workers. It exits when there are no workers.
+//!   earliest deadline of the busy workers (or until notified of a deadline
+//!   earlier than that). When a deadline passes it marks the worker stuck
+//!   and, the first time this happens for a task during an attempt, calls
+//!   the task's `on_timeout` (so `Outcome::timed_out` is true exactly when
+//!   `on_timeout` was called). Then, if tasks are queued and no idle worker
+//!   can take them, it starts replacement workers. It exits when there are
+//!   no workers.
 //!
 //! # Bounds
 //! * At most [`MAX_ACTIVE_WORKERS`] (2) workers that are not stuck: a new
@@ -53,7 +54,8 @@
 //! their destructors) runs. Panics in any of them are caught
 //! (`catch_unwind`); a panicking attempt counts as failed. (With
 //! `panic = "abort"` there is nothing to catch: a panic aborts.) `on_timeout`
-//! should be quick: while it runs, the watchdog watches nothing else.
+//! should be quick: while it runs, the watchdog watches nothing else. (In a
+//! fork child, tasks run on the submitting thread instead: see "Fork".)
 //!
 //! # Shutdown
 //! [`shutdown`] puts the executor in draining mode: workers run what is
@@ -74,54 +76,43 @@
 //! # Fork
 //! All state is in one [`Executor`] (one mutex, three condvars).
 //! [`fork_prepare`] takes its lock (and keeps the guard in a thread-local)
-//! so no other thread holds it at fork; [`fork_parent`] releases it. In the
-//! child, the executor's threads do not exist, so [`fork_child`] abandons the
-//! inherited executor (its lock stays taken forever; the guard is forgotten)
-//! and switches to a fresh, empty one (no threads, empty queue), started
-//! lazily by the next `submit`. Tasks queued in the parent are abandoned in
-//! the child: their `done` is not called and they are not even dropped
-//! (forgotten), since their destructors could take locks held by parent
-//! threads that do not exist in the child. Switching to a fresh executor
-//! instead of unlocking the inherited mutex matters: parking_lot may hand an
-//! unlocked mutex directly to a parked waiter (fair unlock), and a waiter
-//! from the parent would be a thread that does not exist in the child.
-//! The executors form a chain ([`Executor::next`], a `OnceLock`), extended
-//! only in a fork child, so no `unsafe` is needed. `fork_child` itself
-//! spawns nothing and takes no parking_lot lock (it only allocates the fresh
-//! executor), so a child that calls `exec` is not affected by what follows.
+//! so that no other thread holds it at fork; [`fork_parent`] releases it.
+//! In the child the executor's threads do not exist, so [`fork_child`]
+//! abandons the inherited executor (its lock stays taken forever: the guard
+//! is forgotten) and switches to a fresh, empty one. Tasks queued in the
+//! parent are abandoned in the child: their `done` is not called, and they
+//! are not even dropped (forgotten), since their destructors could take
+//! locks held by parent threads that do not exist in the child. Switching
+//! executors rather than unlocking the inherited mutex matters: with waiters
+//! recorded, parking_lot's unlock goes through its global parking table,
+//! which a vanished thread may have held at the fork, and may hand the
+//! mutex straight to a waiter (fair unlock) that does not exist in the
+//! child. The executors form a chain ([`Executor::next`], a `OnceLock`),
+//! extended only in a fork child, so no `unsafe` is needed. `fork_child`
+//! only allocates.
 //!
-//! A child that goes on using the executor (POSIX allows only
-//! async-signal-safe calls in the child of a multithreaded process until
-//! `exec`, so this is best effort) spawns threads and parks them, and
-//! inherits hazards from the parent's threads, which this module reduces:
-//! * parking_lot keeps parked threads in a global table; parent threads
-//!   parked at fork (our idle workers and watchdog always are) stay there as
-//!   ghosts, and glibc hands their cached stacks, with the thread-locals in
-//!   which parking_lot keeps each thread's queue node, to new threads, whose
-//!   parking then corrupts the table (seen as a crash or a hang in about one
-//!   child in ten). The threads of a fork child's executor therefore ask for
-//!   a stack of [`FORK_CHILD_STACK`] (8 MiB + 64 KiB): larger than any stack
-//!   of the parent's executor threads (the standard library's default,
-//!   2 MiB) or a default C thread (8 MiB), and glibc reuses a cached stack
-//!   only for a request no larger than it.
-//! * The standard library takes a process-wide lock while a Rust thread
-//!   starts or exits (its stack-overflow bookkeeping): a thread inside it at
-//!   fork would make every thread spawn in the child block. `fork_prepare`
-//!   waits (at most [`FORK_QUIESCE`], 100 ms) until no executor thread is
-//!   starting (a new thread is past that lock once it has taken the
-//!   executor's); then, under the lock it keeps, none can start. (Exits are
-//!   not waited for: only a join tells that a thread is past that lock, and
-//!   an exiting thread's thread-local destructors may need locks that the
-//!   fork handlers hold. Executor threads exit rarely: after 2 s idle.)
-//! * `fork_prepare` gets the lock by polling `try_lock`, never by parking: a
-//!   thread that woke it would still be inside parking_lot's bookkeeping
-//!   when it forks.
+//! The child's executor starts no threads: it runs each task at once on the
+//! thread that submits it (`attempt`s, then `done`), which is what the
+//! library does without `enable_finalizer_safety`; `on_timeout` is then
+//! called after an attempt that overran, when it returns. The reason: until
+//! `exec`, POSIX allows only async-signal-safe calls in the child of a
+//! multithreaded process, and threads started there inherit the parent's
+//! state mid-operation: the standard library's lock for thread start and
+//! exit, and parking_lot's global parking table, which a parent thread may
+//! have been updating at the fork (a new thread's first wait can rebuild the
+//! table, locking every bucket) and whose entries for parked parent threads
+//! point into stacks that glibc hands to new threads. With threads, the
+//! child's executor deadlocked in parking_lot in about one run in twenty of
+//! a fork stress test (forks while other threads hammer the library).
+//! `thread_count()` is 0 in a fork child, and `shutdown` returns true at
+//! once. A child that only calls `exec` is not affected either way.
 //!
-//! What remains: any thread that, at the instant of fork, is exiting (or,
-//! besides executor threads, starting) as a Rust thread, or is inside
-//! parking_lot (an executor thread finishing an attempt or whose timed wait
-//! expires then, or a thread of the application), or was parked in
-//! parking_lot with a stack larger than `FORK_CHILD_STACK`.
+//! For whatever threads the child starts itself, `fork_prepare` also waits
+//! (at most [`FORK_QUIESCE`], 100 ms) until no executor thread is starting
+//! (inside the standard library's lock; a new thread is past it once it has
+//! taken the executor's), and gets the lock by polling `try_lock`, never by
+//! parking: a thread that woke it would still be inside parking_lot's table
+//! when it forks.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -143,14 +134,6 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long [`fork_prepare`] waits, at most, for executor threads that are
 /// starting.
 const FORK_QUIESCE: Duration = Duration::from_millis(100);
-/// Stack size of the executor threads in a fork child: larger than the
-/// stacks of the parent's executor threads (the standard library's default,
-/// 2 MiB) and the usual default of C threads (8 MiB), so that glibc, which
-/// reuses a cached stack only if it is at least as large as asked, never
-/// gives a child executor thread the stack (and thread-locals) of a parent
-/// thread that was parked in parking_lot at fork (see the module doc,
-/// "Fork").
-const FORK_CHILD_STACK: usize = 8 * 1024 * 1024 + 64 * 1024;
 /// Name of the worker threads.
 const WORKER_NAME: &str = "gcs-finalizer";
 /// Name of the watchdog thread.
@@ -183,7 +166,8 @@ pub(crate) struct Task {
 }
 
 /// Queue a task; starts the executor's threads lazily (none exist before the
-/// first submit).
+/// first submit). In a fork child, runs the task at once on this thread
+/// instead (see the module doc, "Fork").
 pub(crate) fn submit(task: Task) {
     current().submit(task);
 }
@@ -258,8 +242,8 @@ pub(crate) fn fork_parent() {
 /// their `done` is NOT called and they are not dropped (leaked), because
 /// their destructors could need locks held by threads that are gone. The
 /// inherited lock stays taken (its guard is forgotten): nothing uses the old
-/// executor any more. The fresh executor's threads get stacks of
-/// [`FORK_CHILD_STACK`]. See the module doc, "Fork".
+/// executor any more. The fresh executor starts no threads: it runs tasks on
+/// the submitting thread. See the module doc, "Fork".
 pub(crate) fn fork_child() {
     if let Some(guard) = FORK_GUARD
         .try_with(|slot| slot.borrow_mut().take())
@@ -268,17 +252,14 @@ pub(crate) fn fork_child() {
     {
         std::mem::forget(guard);
     }
-    let fresh: &'static Executor = Box::leak(Box::new(Executor::new(
-        IDLE_TIMEOUT,
-        Some(FORK_CHILD_STACK),
-    )));
+    let fresh: &'static Executor = Box::leak(Box::new(Executor::new(IDLE_TIMEOUT, true)));
     // Only a fork child extends the chain, and the child is single-threaded
     // here, so `current()` is the last link and `set` cannot fail.
     let _ = current().next.set(fresh);
 }
 
 /// The first executor; the only one unless this process is a fork child.
-static ROOT: Executor = Executor::new(IDLE_TIMEOUT, None);
+static ROOT: Executor = Executor::new(IDLE_TIMEOUT, false);
 
 /// The executor in use: the last link of the chain that starts at [`ROOT`]
 /// (each fork child adds one link).
@@ -303,8 +284,9 @@ struct Executor {
     changed: Condvar,
     /// How long a worker stays idle before it exits.
     idle_timeout: Duration,
-    /// Stack size of the threads, if not the standard library's default.
-    stack_size: Option<usize>,
+    /// Runs tasks on the submitting thread and starts no threads (a fork
+    /// child's executor).
+    inline: bool,
     /// The executor that replaced this one in a fork child.
     next: OnceLock<&'static Executor>,
 }
@@ -326,6 +308,9 @@ struct State {
     booting: usize,
     /// The watchdog thread, while it is alive.
     watchdog: Option<JoinHandle<()>>,
+    /// When the watchdog wakes up by itself: a new deadline wakes it only
+    /// if earlier (fewer wake-ups, less traffic in parking_lot).
+    watchdog_wake: Wake,
     /// Threads that have left their loop, to be joined (by `shutdown`) or
     /// dropped once finished (by the next spawn check).
     zombies: Vec<JoinHandle<()>>,
@@ -380,6 +365,18 @@ impl State {
     }
 }
 
+/// When the watchdog wakes up by itself.
+#[derive(Clone, Copy)]
+enum Wake {
+    /// It is awake (or about to start) and scans all deadlines before it
+    /// sleeps again.
+    Scanning,
+    /// It sleeps until this instant.
+    At(Instant),
+    /// It sleeps until notified.
+    Never,
+}
+
 /// What an executor thread is, for [`ExitGuard`].
 #[derive(Clone, Copy)]
 enum Role {
@@ -411,7 +408,7 @@ impl Drop for ExitGuard {
 
 impl Executor {
     /// An executor with no threads and an empty queue.
-    const fn new(idle_timeout: Duration, stack_size: Option<usize>) -> Self {
+    const fn new(idle_timeout: Duration, inline: bool) -> Self {
         Executor {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -421,6 +418,7 @@ impl Executor {
                 starting: 0,
                 booting: 0,
                 watchdog: None,
+                watchdog_wake: Wake::Scanning,
                 zombies: Vec::new(),
                 joining: 0,
                 draining: 0,
@@ -429,13 +427,16 @@ impl Executor {
             watch: Condvar::new(),
             changed: Condvar::new(),
             idle_timeout,
-            stack_size,
+            inline,
             next: OnceLock::new(),
         }
     }
 
     /// See [`submit`].
     fn submit(&'static self, task: Task) {
+        if self.inline {
+            return run_inline(task);
+        }
         let mut state = self.state.lock();
         state.queue.push_back(task);
         if state.idle > 0 {
@@ -513,21 +514,13 @@ impl Executor {
             }
         }
         if !state.workers.is_empty() && state.watchdog.is_none() {
-            let spawned = self
-                .builder(WATCHDOG_NAME)
+            let spawned = thread::Builder::new()
+                .name(WATCHDOG_NAME.into())
                 .spawn(move || self.watchdog_main());
             // On failure, the workers run unwatched until the next try.
             state.watchdog = spawned.ok();
+            state.watchdog_wake = Wake::Scanning;
             state.booting += usize::from(state.watchdog.is_some());
-        }
-    }
-
-    /// A builder for one of this executor's threads.
-    fn builder(&self, name: &str) -> thread::Builder {
-        let builder = thread::Builder::new().name(name.into());
-        match self.stack_size {
-            Some(size) => builder.stack_size(size),
-            None => builder,
         }
     }
 
@@ -536,8 +529,8 @@ impl Executor {
     fn spawn_worker(&'static self, state: &mut State) -> bool {
         let id = state.next_id;
         state.next_id += 1;
-        let spawned = self
-            .builder(WORKER_NAME)
+        let spawned = thread::Builder::new()
+            .name(WORKER_NAME.into())
             .spawn(move || self.worker_main(id));
         match spawned {
             Ok(handle) => {
@@ -614,10 +607,19 @@ impl Executor {
     /// Set the worker's deadline for a phase of user code starting now, and
     /// let the watchdog know.
     fn arm(&self, state: &mut State, id: u64, timeout: Duration) {
+        let deadline = Instant::now().checked_add(timeout);
         let worker = state.worker(id);
-        worker.deadline = Instant::now().checked_add(timeout);
+        worker.deadline = deadline;
         worker.stuck = false;
-        self.watch.notify_one();
+        let earlier = match (deadline, state.watchdog_wake) {
+            (None, _) | (_, Wake::Scanning) => false,
+            (Some(_), Wake::Never) => true,
+            (Some(deadline), Wake::At(wake)) => deadline < wake,
+        };
+        if earlier {
+            state.watchdog_wake = Wake::Scanning;
+            self.watch.notify_one();
+        }
     }
 
     /// The worker is out of user code: no deadline, not stuck.
@@ -742,14 +744,63 @@ impl Executor {
             }
             match next_deadline {
                 Some(deadline) => {
+                    state.watchdog_wake = Wake::At(deadline);
                     self.watch.wait_until(&mut state, deadline);
                 }
-                None => self.watch.wait(&mut state),
+                None => {
+                    state.watchdog_wake = Wake::Never;
+                    self.watch.wait(&mut state);
+                }
             }
+            state.watchdog_wake = Wake::Scanning;
         }
         guard.role = None;
         self.retire(&mut state, Role::Watchdog);
     }
+}
+
+/// Run a task at once on this thread: a fork child's executor (see the
+/// module doc, "Fork"). As on a worker, except that `on_timeout` is called
+/// after an attempt that overran, once it has returned.
+fn run_inline(task: Task) {
+    let Task {
+        mut attempt,
+        retries,
+        timeout,
+        on_timeout,
+        done,
+    } = task;
+    let mut on_timeout = Some(on_timeout);
+    let mut attempts: u32 = 0;
+    let mut retries_used: u32 = 0;
+    let mut timed_out = false;
+    let succeeded = loop {
+        let started = Instant::now();
+        let ok = panic::catch_unwind(AssertUnwindSafe(&mut attempt)).unwrap_or(false);
+        attempts = attempts.saturating_add(1);
+        let overran = started.elapsed() > timeout;
+        if let Some(on_timeout) = on_timeout.take_if(|_| overran) {
+            timed_out = true;
+            let _ = panic::catch_unwind(AssertUnwindSafe(on_timeout));
+        }
+        if ok {
+            break true;
+        }
+        if retries_used >= retries {
+            break false;
+        }
+        retries_used += 1;
+    };
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || {
+        drop(attempt);
+        drop(on_timeout);
+    }));
+    let outcome = Outcome {
+        succeeded,
+        attempts,
+        timed_out,
+    };
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || done(outcome)));
 }
 
 #[cfg(test)]
@@ -766,7 +817,7 @@ mod tests {
 
     /// A private executor with the given idle timeout.
     fn private(idle_timeout: Duration) -> &'static Executor {
-        Box::leak(Box::new(Executor::new(idle_timeout, None)))
+        Box::leak(Box::new(Executor::new(idle_timeout, false)))
     }
 
     /// A task whose `done` sends its outcome (and the name of its thread)
@@ -1281,6 +1332,72 @@ mod tests {
     }
 
     #[test]
+    fn executor_inline_mode_of_a_fork_child() {
+        let ex: &'static Executor = Box::leak(Box::new(Executor::new(IDLE_TIMEOUT, true)));
+        let me = thread::current().name().map(str::to_owned);
+        let run = |t: Task, rx: mpsc::Receiver<(Outcome, Option<String>)>| {
+            ex.submit(t);
+            // Done before `submit` returned, on this thread.
+            let (outcome, name) = rx.try_recv().expect("done not called");
+            assert_eq!(name, me);
+            outcome
+        };
+        let mut calls = 0;
+        let (t, rx) = task(
+            move || {
+                calls += 1;
+                calls == 2
+            },
+            3,
+            LONG,
+        );
+        assert_eq!(
+            run(t, rx),
+            Outcome {
+                succeeded: true,
+                attempts: 2,
+                timed_out: false
+            }
+        );
+        let (t, rx) = task(|| panic!("test panic in attempt (expected)"), 1, LONG);
+        assert_eq!(
+            run(t, rx),
+            Outcome {
+                succeeded: false,
+                attempts: 2,
+                timed_out: false
+            }
+        );
+        // An overrun is reported once the attempt has returned.
+        let timeouts = Arc::new(AtomicUsize::new(0));
+        let count = timeouts.clone();
+        let (tx, rx) = mpsc::channel();
+        ex.submit(Task {
+            attempt: Box::new(|| {
+                thread::sleep(Duration::from_millis(30));
+                false
+            }),
+            retries: 1,
+            timeout: Duration::from_millis(5),
+            on_timeout: Box::new(move || {
+                count.fetch_add(1, Ordering::SeqCst);
+            }),
+            done: Box::new(move |outcome| tx.send(outcome).unwrap()),
+        });
+        assert_eq!(
+            rx.try_recv(),
+            Ok(Outcome {
+                succeeded: false,
+                attempts: 2,
+                timed_out: true
+            })
+        );
+        assert_eq!(timeouts.load(Ordering::SeqCst), 1);
+        assert_eq!(ex.thread_count(), 0);
+        assert!(ex.shutdown(Duration::ZERO));
+    }
+
+    #[test]
     fn executor_global_api() {
         // Other tests of the crate may use the global executor concurrently:
         // only check what holds regardless.
@@ -1378,21 +1495,33 @@ mod tests {
                 if thread_count() != 0 {
                     return 2;
                 }
-                let (t, rx) = task(|| true, 1, LONG);
+                // Run at once, on this thread, with no thread started.
+                let me = thread::current().name().map(str::to_owned);
+                let (t, rx) = task(|| false, 1, LONG);
                 submit(t);
-                if thread_count() == 0 {
-                    return 3;
-                }
-                match rx.recv_timeout(LONG) {
-                    Ok((outcome, _)) if outcome.succeeded => {}
+                match rx.try_recv() {
+                    Ok((outcome, name)) if name == me => {
+                        if outcome
+                            != (Outcome {
+                                succeeded: false,
+                                attempts: 2,
+                                timed_out: false,
+                            })
+                        {
+                            return 3;
+                        }
+                    }
                     _ => return 4,
                 }
-                if !shutdown(LONG) || thread_count() != 0 {
+                if thread_count() != 0 {
                     return 5;
                 }
                 // The parent's tasks were abandoned: no `done` here.
                 if parent_rxs.iter().any(|rx| rx.try_recv().is_ok()) {
                     return 6;
+                }
+                if !shutdown(Duration::ZERO) {
+                    return 8;
                 }
                 0
             })
