@@ -14,6 +14,7 @@
 //! finalizer executor's threads and forgets the default manager, so the next
 //! use starts a fresh one.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -461,20 +462,90 @@ static DEFAULT: RwLock<DefaultState> = RwLock::new(DefaultState {
     pending: None,
 });
 
-/// The default manager: started with its configuration (from
+/// Changes whenever `DEFAULT.running` does (under its write lock): a
+/// thread's cached default manager is current while the epoch it was cached
+/// at is.
+static DEFAULT_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's copy of the running default manager, with the epoch it
+    /// was read at: registrations find the default manager without the
+    /// `RwLock` and without an `Arc` clone.
+    static CACHED_DEFAULT: RefCell<Option<(u64, Arc<ManagerInner>)>> =
+        const { RefCell::new(None) };
+}
+
+/// Run `f` with the default manager, started with its configuration (from
 /// [`configure`], else the defaults) at its first use.
-pub(crate) fn default_manager() -> Arc<ManagerInner> {
-    if let Some(running) = &DEFAULT.read().running {
-        return running.clone();
+///
+/// Usually no RMW: a thread-local copy, valid while [`DEFAULT_EPOCH`] is
+/// unchanged. Acquire on the epoch pairs with the Release bump in
+/// [`set_running`], so a thread that sees the new epoch refreshes from
+/// `DEFAULT`; a thread that read the old epoch just before a shutdown uses
+/// the manager being closed, which refuses it (`enter_registration`),
+/// exactly as if it had read `DEFAULT` a moment earlier. A stale copy keeps
+/// a closed manager's memory alive until the thread's next use or exit.
+pub(crate) fn with_default_manager<R>(f: impl FnOnce(&Arc<ManagerInner>) -> R) -> R {
+    let epoch = DEFAULT_EPOCH.load(Ordering::Acquire);
+    let mut f = Some(f);
+    // Borrowed, not cloned: `f` runs inside the shared borrow (a nested
+    // call borrows again; only a refresh, below, needs it exclusively).
+    let fast = CACHED_DEFAULT
+        .try_with(|cached| {
+            let cached = cached.try_borrow().ok()?;
+            match &*cached {
+                Some((at, manager)) if *at == epoch => f.take().map(|f| f(manager)),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten();
+    if let Some(result) = fast {
+        return result;
+    }
+    let f = f.expect("not called on the fast path");
+    let (epoch, manager) = running_default();
+    let _ = CACHED_DEFAULT.try_with(|cached| {
+        if let Ok(mut cached) = cached.try_borrow_mut() {
+            *cached = Some((epoch, manager.clone()));
+        }
+    });
+    f(&manager)
+}
+
+/// The running default manager (started if needed) and the epoch it
+/// belongs to.
+#[cold]
+fn running_default() -> (u64, Arc<ManagerInner>) {
+    {
+        let state = DEFAULT.read();
+        if let Some(running) = &state.running {
+            return (DEFAULT_EPOCH.load(Ordering::Relaxed), running.clone());
+        }
     }
     let mut state = DEFAULT.write();
     if let Some(running) = &state.running {
-        return running.clone();
+        return (DEFAULT_EPOCH.load(Ordering::Relaxed), running.clone());
     }
     let config = state.pending.take().unwrap_or_default();
     let inner = ManagerInner::start(config, true);
-    state.running = Some(inner.clone());
-    inner
+    let epoch = set_running(&mut state, Some(inner.clone()));
+    (epoch, inner)
+}
+
+/// Replace the running default manager (under `DEFAULT`'s write lock) and
+/// move to a new epoch, which it returns.
+fn set_running(state: &mut DefaultState, running: Option<Arc<ManagerInner>>) -> u64 {
+    state.running = running;
+    // Release: see `with_default_manager`. (Under the write lock, so readers
+    // of `DEFAULT` see the epoch that goes with `running`.)
+    DEFAULT_EPOCH.fetch_add(1, Ordering::Release) + 1
+}
+
+/// The default manager: started with its configuration (from
+/// [`configure`], else the defaults) at its first use.
+pub(crate) fn default_manager() -> Arc<ManagerInner> {
+    with_default_manager(Arc::clone)
 }
 
 /// The default manager if it has started (calls that only take a handle
@@ -509,7 +580,12 @@ pub fn configure(config: &Config) -> Result<()> {
 pub fn shutdown(timeout: Option<Duration>) -> Result<()> {
     let started = Instant::now();
     let remaining = || timeout.map(|t| t.saturating_sub(started.elapsed()));
-    let default = DEFAULT.write().running.take();
+    let default = {
+        let mut state = DEFAULT.write();
+        let default = state.running.take();
+        set_running(&mut state, None);
+        default
+    };
     let mut open: Vec<Arc<ManagerInner>> = registry()
         .lock()
         .iter()

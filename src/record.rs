@@ -67,8 +67,9 @@ impl Callback {
 pub(crate) struct Record {
     /// The manager it belongs to (kept after release, for error codes).
     pub(crate) manager: Arc<ManagerInner>,
-    /// Its type's counters in that manager.
-    pub(crate) counters: Arc<TypeCounters>,
+    /// Its type's counters in that manager; moved into the release job
+    /// (nothing needs them after the release).
+    pub(crate) counters: Option<Arc<TypeCounters>>,
     /// The reference to drop; taken at release.
     pub(crate) payload: Option<Payload>,
     /// Cleanups in order of addition; run in reverse at release.
@@ -95,16 +96,16 @@ pub(crate) struct ReleaseJob {
 
 impl Record {
     /// Take what the release needs: the payload, cleanups, and the finalizer
-    /// unless the handle was invalidated.
-    pub(crate) fn take_release_job(&mut self, size_bytes: u64) -> ReleaseJob {
+    /// unless the handle was invalidated. `None` if it was taken already.
+    pub(crate) fn take_release_job(&mut self, size_bytes: u64) -> Option<ReleaseJob> {
         let finalizer = self.finalizer.take();
-        ReleaseJob {
+        Some(ReleaseJob {
             manager: self.manager.clone(),
-            counters: self.counters.clone(),
+            counters: self.counters.take()?,
             payload: self.payload.take(),
             cleanups: std::mem::take(&mut self.cleanups),
             finalizer: if self.invalidated { None } else { finalizer },
             size_bytes,
-        }
+        })
     }
 }

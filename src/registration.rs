@@ -10,11 +10,12 @@ use std::sync::atomic::Ordering;
 use crate::clock;
 use crate::error::{Error, ErrorCode, Result};
 use crate::handle::Handle;
-use crate::manager::{Manager, ManagerInner, default_manager, table};
+use crate::manager::{Manager, ManagerInner, table, with_default_manager};
 use crate::names::{self, Name};
 use crate::object::{self, Kind, ReleaseFn};
 use crate::record::Record;
 use crate::release::carry_out_release;
+use crate::stats::{add_bytes, bump, sub_bytes};
 use crate::table::Details;
 
 /// What to register: an object of a [`Kind`], its names and accounting size.
@@ -144,7 +145,7 @@ impl Registration {
         // SAFETY: the typed constructors pass live gstreamer-rs objects; for
         // `from_raw`, the caller's contract (documented there) applies. A
         // NULL pointer is refused inside.
-        unsafe { register_raw(&default_manager(), self) }
+        with_default_manager(|manager| unsafe { register_raw(manager, self) })
     }
 }
 
@@ -214,6 +215,15 @@ pub(crate) unsafe fn register_raw(
     let backtrace = (capture_stack || manager.capture_stacks())
         .then(|| Arc::new(std::backtrace::Backtrace::force_capture()));
     let retention_ms = manager.config.state_retention.as_millis() as u64;
+    // Counted before the slot is published, so that a release (which a
+    // forged unregister could claim at once) is never counted before its
+    // registration; undone if no slot can be had.
+    let tracked = manager.counters.registered(size_bytes);
+    bump(&counters.registered);
+    add_bytes(&counters.tracked_bytes, size_bytes);
+    let accounting = Arc::as_ptr(&counters).cast_mut().cast::<c_void>();
+    // Moved into the record if a slot is had, else still here to undo.
+    let mut counters = Some(counters);
     let make = || {
         // SAFETY: validated (or vouched for) above; runs only once a slot is
         // reserved, so a full table takes no reference.
@@ -221,10 +231,9 @@ pub(crate) unsafe fn register_raw(
             unsafe { object::acquire(kind, object, release, release_data, set_null_state) };
         let stored = payload.stored_pointer();
         let upgrade = payload.needs_upgrade();
-        let accounting = Arc::as_ptr(&counters).cast_mut().cast::<c_void>();
         let record = Record {
             manager: manager.clone(),
-            counters: counters.clone(),
+            counters: counters.take(),
             payload: Some(payload),
             cleanups: Vec::new(),
             finalizer: None,
@@ -233,7 +242,7 @@ pub(crate) unsafe fn register_raw(
         };
         let details = Details {
             payload: Some(record),
-            type_name: type_name.clone(),
+            type_name,
             instance_name: instance_name.map(CString::into_boxed_c_str),
             kind: kind as u32,
             size_bytes,
@@ -243,20 +252,23 @@ pub(crate) unsafe fn register_raw(
         };
         (stored, accounting, upgrade, details)
     };
-    let handle = table().insert_accounted(make).map_err(|_| {
-        Error::new(
-            ErrorCode::TableFull,
-            format!(
-                "handle table full ({} slots): nothing registered",
-                table().capacity()
-            ),
-        )
-    })?;
-    let tracked = manager.counters.registered(size_bytes);
-    counters.registered.fetch_add(1, Ordering::Relaxed);
-    counters
-        .tracked_bytes
-        .fetch_add(size_bytes, Ordering::Relaxed);
+    let handle = match table().insert_accounted(make) {
+        Ok(handle) => handle,
+        Err(_) => {
+            manager.counters.unregistered(size_bytes);
+            if let Some(counters) = counters {
+                counters.registered.fetch_sub(1, Ordering::Relaxed);
+                sub_bytes(&counters.tracked_bytes, size_bytes);
+            }
+            return Err(Error::new(
+                ErrorCode::TableFull,
+                format!(
+                    "handle table full ({} slots): nothing registered",
+                    table().capacity()
+                ),
+            ));
+        }
+    };
     // A close that started meanwhile may not have seen this slot: if so, it
     // is visible here; undo and refuse.
     if !manager.enter_registration() {

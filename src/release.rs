@@ -20,7 +20,7 @@ use crate::executor;
 use crate::manager::{ManagerInner, table};
 use crate::object;
 use crate::record::{Record, ReleaseJob, SendPtr};
-use crate::stats::bump;
+use crate::stats::{bump, sub_bytes};
 use crate::table::Claim;
 use crate::thread_accesses;
 
@@ -34,7 +34,7 @@ pub(crate) fn carry_out_release(claim: Claimed) {
         details
             .payload
             .as_mut()
-            .map(|record| record.take_release_job(size))
+            .and_then(|record| record.take_release_job(size))
     });
     let Some(job) = job else {
         // Nothing registered there (cannot happen for a claim); mark it done.
@@ -54,7 +54,7 @@ fn run_release(claim: Claimed, mut job: ReleaseJob) {
     // While this thread releases `handle`, a sync unregister of it here must
     // not wait for itself.
     let _releasing = thread_accesses::releasing(handle);
-    let manager = job.manager.clone();
+    let manager = &*job.manager;
     log_state!(
         manager,
         "handle {handle:#018x} ({}): releasing",
@@ -66,7 +66,9 @@ fn run_release(claim: Claimed, mut job: ReleaseJob) {
         Some(payload) => payload.object_for_cleanup(),
         None => (core::ptr::null_mut(), None),
     };
-    for mut cleanup in std::mem::take(&mut job.cleanups).into_iter().rev() {
+    let cleanups = std::mem::take(&mut job.cleanups);
+    let manager = &*job.manager;
+    for mut cleanup in cleanups.into_iter().rev() {
         let ok = cleanup.call(object);
         bump(&manager.counters.cleanups_run);
         if !ok {
@@ -82,8 +84,8 @@ fn run_release(claim: Claimed, mut job: ReleaseJob) {
     let timeout = config.finalizer_timeout;
     let object = SendPtr(object);
     if config.enable_finalizer_safety {
-        let on_timeout_manager = manager.clone();
-        let done_manager = manager.clone();
+        let on_timeout_manager = job.manager.clone();
+        let done_manager = job.manager.clone();
         executor::submit(executor::Task {
             attempt: Box::new(move || {
                 let _releasing = thread_accesses::releasing(handle);
@@ -115,7 +117,7 @@ fn run_release(claim: Claimed, mut job: ReleaseJob) {
         if started.elapsed() > timeout {
             bump(&manager.counters.finalizer_timeouts);
         }
-        finalizer_done(&manager, handle, succeeded, attempts);
+        finalizer_done(manager, handle, succeeded, attempts);
         finish(claim, job, strong);
     }
 }
@@ -148,9 +150,7 @@ fn finish(claim: Claimed, job: ReleaseJob, strong: Option<SendPtr>) {
     }
     job.manager.counters.released(job.size_bytes);
     bump(&job.counters.released);
-    job.counters
-        .tracked_bytes
-        .fetch_sub(job.size_bytes, Ordering::Relaxed);
+    sub_bytes(&job.counters.tracked_bytes, job.size_bytes);
     log_state!(job.manager, "handle {:#018x}: released", claim.handle());
     drop(claim); // Draining(0) → Retained: the release is done.
     signal_released();

@@ -169,8 +169,6 @@ pub(crate) fn fork_child_unlock() {
 /// The owning thread's memo; flushed and unregistered at thread exit.
 struct ThreadMemo {
     memo: Arc<Memo>,
-    /// The key as a raw pointer, read without the lock by the owner.
-    key: core::cell::Cell<*const TypeCounters>,
 }
 
 impl Drop for ThreadMemo {
@@ -238,10 +236,7 @@ unsafe fn switch_key(counters: *const TypeCounters) {
         let thread = memo.get_or_insert_with(|| {
             let memo = Arc::new(Memo::default());
             memos().lock().push(memo.clone());
-            ThreadMemo {
-                memo,
-                key: core::cell::Cell::new(core::ptr::null()),
-            }
+            ThreadMemo { memo }
         });
         // SAFETY: the caller guarantees `counters` is alive; it came from
         // `Arc::as_ptr`, so taking a new strong count is sound.
@@ -253,7 +248,6 @@ unsafe fn switch_key(counters: *const TypeCounters) {
         thread.memo.flush(&mut key);
         *key = Some(new_key);
         thread.memo.count.store(1, Ordering::Relaxed);
-        thread.key.set(counters);
         let _ = FAST.try_with(|fast| fast.set((counters, &thread.memo.count as *const AtomicU64)));
     });
 }
@@ -262,7 +256,8 @@ unsafe fn switch_key(counters: *const TypeCounters) {
 #[derive(Debug, Default)]
 pub(crate) struct ManagerCounters {
     pub(crate) total_registered: AtomicU64,
-    pub(crate) active: AtomicU64,
+    // No `active` counter: it is `total_registered - released`, which spares
+    // a shared RMW at each registration and each release.
     pub(crate) released: AtomicU64,
     pub(crate) invalidated: AtomicU64,
     pub(crate) access_rejected: AtomicU64,
@@ -283,29 +278,66 @@ pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Add `size` to a byte count and return the new total; no RMW for 0.
+#[inline]
+pub(crate) fn add_bytes(counter: &AtomicU64, size: u64) -> u64 {
+    if size == 0 {
+        counter.load(Ordering::Relaxed)
+    } else {
+        counter.fetch_add(size, Ordering::Relaxed) + size
+    }
+}
+
+/// Subtract `size` from a byte count; no RMW for 0.
+#[inline]
+pub(crate) fn sub_bytes(counter: &AtomicU64, size: u64) {
+    if size != 0 {
+        counter.fetch_sub(size, Ordering::Relaxed);
+    }
+}
+
 impl ManagerCounters {
-    /// A registration of `size` bytes was made.
+    /// A registration of `size` bytes was made; returns the tracked bytes
+    /// after it.
+    ///
+    /// One shared RMW when `size` is 0 and the peak is not exceeded (the
+    /// common case): the peak is raised only when the active count passes
+    /// it (a `fetch_max` is a CAS loop on x86), and nothing is added for no
+    /// bytes.
     pub(crate) fn registered(&self, size: u64) -> u64 {
-        bump(&self.total_registered);
-        let active = self.active.fetch_add(1, Ordering::Relaxed) + 1;
-        self.peak_active.fetch_max(active, Ordering::Relaxed);
-        self.tracked_bytes.fetch_add(size, Ordering::Relaxed) + size
+        let total = self.total_registered.fetch_add(1, Ordering::Relaxed) + 1;
+        let active = total.saturating_sub(self.released.load(Ordering::Relaxed));
+        if active > self.peak_active.load(Ordering::Relaxed) {
+            self.peak_active.fetch_max(active, Ordering::Relaxed);
+        }
+        add_bytes(&self.tracked_bytes, size)
+    }
+
+    /// Undo [`registered`](Self::registered) for a registration that found
+    /// no slot.
+    pub(crate) fn unregistered(&self, size: u64) {
+        self.total_registered.fetch_sub(1, Ordering::Relaxed);
+        sub_bytes(&self.tracked_bytes, size);
     }
 
     /// A registration of `size` bytes was released.
     pub(crate) fn released(&self, size: u64) {
         bump(&self.released);
-        self.active.fetch_sub(1, Ordering::Relaxed);
-        self.tracked_bytes.fetch_sub(size, Ordering::Relaxed);
+        sub_bytes(&self.tracked_bytes, size);
     }
 
     /// The snapshot, with the accesses counted per type.
     pub(crate) fn snapshot(&self, access_ok: u64) -> Stats {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        // `released` first: a registration is counted before its release, so
+        // `active` cannot go below 0 by a release seen without its
+        // registration (saturating anyway: relaxed loads of two counters).
+        let released = get(&self.released);
+        let total_registered = get(&self.total_registered);
         Stats {
-            total_registered: get(&self.total_registered),
-            active: get(&self.active),
-            released: get(&self.released),
+            total_registered,
+            active: total_registered.saturating_sub(released),
+            released,
             invalidated: get(&self.invalidated),
             access_ok,
             access_rejected: get(&self.access_rejected),

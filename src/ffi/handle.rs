@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::ffi::error::{GcsResult, record};
-use crate::ffi::manager::manager_from_ptr;
+use crate::ffi::manager::with_manager_ptr;
 use crate::handle::{self, HandleState};
-use crate::manager::default_manager;
+use crate::manager::with_default_manager;
 use crate::object::Kind;
 use crate::registration::{Registration, register_raw};
 
@@ -227,7 +227,8 @@ pub extern "C" fn gcs_register(
             registration = registration.type_name(name);
         }
         // SAFETY: the ABI requires `gst_object` to be NULL (refused) or a live object.
-        let handle = unsafe { register_raw(&default_manager(), registration)? };
+        let handle =
+            with_default_manager(|manager| unsafe { register_raw(manager, registration) })?;
         write_out(handle_out, handle.as_raw());
         Ok(())
     })
@@ -273,11 +274,11 @@ pub extern "C" fn gcs_register_full(
         if let Some(release) = r.release {
             registration = registration.release(release, r.release_data);
         }
-        // SAFETY: the ABI requires `manager` to be NULL or live.
-        let manager = unsafe { manager_from_ptr(r.manager) };
-        // SAFETY: the ABI requires `object` to be NULL (refused) or a live
-        // object of `kind`, and `release` to be callable with it.
-        let handle = unsafe { register_raw(&manager, registration)? };
+        // SAFETY: the ABI requires `manager` to be NULL or live, `object`
+        // to be NULL (refused) or a live object of `kind`, and `release` to
+        // be callable with it.
+        let handle =
+            unsafe { with_manager_ptr(r.manager, |manager| register_raw(manager, registration))? };
         write_out(handle_out, handle.as_raw());
         Ok(())
     })

@@ -28,6 +28,27 @@ pub(crate) unsafe fn manager_from_ptr(manager: *mut GcsManager) -> Arc<ManagerIn
     }
 }
 
+/// Run `f` with the manager a C pointer names (see [`manager_from_ptr`]),
+/// borrowed: no reference count is taken.
+///
+/// # Safety
+/// As for [`manager_from_ptr`].
+pub(crate) unsafe fn with_manager_ptr<R>(
+    manager: *mut GcsManager,
+    f: impl FnOnce(&Arc<ManagerInner>) -> R,
+) -> R {
+    if manager.is_null() {
+        return manager::with_default_manager(f);
+    }
+    // SAFETY: made by `Arc::into_raw` in `gcs_manager_new`, and not freed
+    // before this call returns (the caller's guarantee); `ManuallyDrop`
+    // gives back no count it did not take.
+    let borrowed = core::mem::ManuallyDrop::new(unsafe {
+        Arc::from_raw(manager.cast_const().cast::<ManagerInner>())
+    });
+    f(&borrowed)
+}
+
 fn timeout(timeout_ms: u32) -> Option<Duration> {
     (timeout_ms != GCS_TIMEOUT_INFINITE).then(|| Duration::from_millis(timeout_ms.into()))
 }
