@@ -58,23 +58,56 @@ impl ErrorCode {
         }
     }
 
-    /// A static description, the same text as `gcs_result_to_string`.
+    /// Every code, in ABI order (-1, -2, ...).
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::InvalidHandle,
+        ErrorCode::Released,
+        ErrorCode::Invalidated,
+        ErrorCode::NullArgument,
+        ErrorCode::WrongType,
+        ErrorCode::CallbackFailed,
+        ErrorCode::Panic,
+        ErrorCode::TableFull,
+        ErrorCode::ShutDown,
+        ErrorCode::Timeout,
+        ErrorCode::WouldDeadlock,
+        ErrorCode::NotAccessing,
+        ErrorCode::InvalidArgument,
+        ErrorCode::AlreadyInitialized,
+    ];
+
+    /// The code of an ABI `GcsResult` error value (`None` for 0 and
+    /// unknown values).
+    pub fn from_raw(raw: i32) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|code| code.to_raw() == raw)
+    }
+
+    /// A static description; `gcs_result_to_string` returns this text.
     pub const fn description(self) -> &'static str {
+        match self.description_c().to_str() {
+            Ok(text) => text,
+            Err(_) => panic!("descriptions are ASCII"),
+        }
+    }
+
+    /// [`description`](Self::description) as a C string: the one table of
+    /// these texts.
+    pub(crate) const fn description_c(self) -> &'static core::ffi::CStr {
         match self {
-            ErrorCode::InvalidHandle => "invalid handle (0, forged, or never issued)",
-            ErrorCode::Released => "handle released (stale)",
-            ErrorCode::Invalidated => "handle invalidated",
-            ErrorCode::NullArgument => "NULL argument",
-            ErrorCode::WrongType => "object has the wrong type for its kind",
-            ErrorCode::CallbackFailed => "access callback failed",
-            ErrorCode::Panic => "panic caught",
-            ErrorCode::TableFull => "handle table full",
-            ErrorCode::ShutDown => "manager closed or library shut down",
-            ErrorCode::Timeout => "timed out",
-            ErrorCode::WouldDeadlock => "would deadlock",
-            ErrorCode::NotAccessing => "no access in flight on this handle",
-            ErrorCode::InvalidArgument => "invalid argument",
-            ErrorCode::AlreadyInitialized => "default manager already initialized",
+            ErrorCode::InvalidHandle => c"invalid handle (0, forged, or never issued)",
+            ErrorCode::Released => c"handle released (stale)",
+            ErrorCode::Invalidated => c"handle invalidated",
+            ErrorCode::NullArgument => c"NULL argument",
+            ErrorCode::WrongType => c"object has the wrong type for its kind",
+            ErrorCode::CallbackFailed => c"access callback failed",
+            ErrorCode::Panic => c"panic caught",
+            ErrorCode::TableFull => c"handle table full",
+            ErrorCode::ShutDown => c"manager closed or library shut down",
+            ErrorCode::Timeout => c"timed out",
+            ErrorCode::WouldDeadlock => c"would deadlock",
+            ErrorCode::NotAccessing => c"no access in flight on this handle",
+            ErrorCode::InvalidArgument => c"invalid argument",
+            ErrorCode::AlreadyInitialized => c"default manager already initialized",
         }
     }
 }
@@ -124,4 +157,14 @@ pub(crate) fn human_ms(ms: u64) -> String {
         1000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
         _ => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000),
     }
+}
+
+/// The message of a caught panic's payload (`panic!` with a literal or a
+/// formatted message), or "(no message)".
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }

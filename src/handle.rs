@@ -15,7 +15,7 @@ use crate::object::{self, Kind, Payload, Target};
 use crate::record::{Callback, Record};
 use crate::release::{self, carry_out_release};
 use crate::stats::{self, bump};
-use crate::table::{Access, Phase, Refusal, Word};
+use crate::table::{Access, Details, Phase, Refusal, Word};
 use crate::thread_accesses;
 
 /// An opaque reference to a registration: index and generation, salted.
@@ -263,15 +263,20 @@ fn in_flight(handle: u64) -> bool {
 
 /// "handle 0x… (GstSample 'capture-sample')", with whatever is still known.
 pub(crate) fn describe(handle: u64) -> String {
-    let known = table().with_details(handle, |_, details| match &details.instance_name {
+    let known = table().with_details(handle, |_, details| format!(" ({})", names(details)));
+    format!("handle {handle:#018x}{}", known.unwrap_or_default())
+}
+
+/// "Type 'instance'", or "Type" without an instance name.
+fn names(details: &Details<Record>) -> String {
+    match &details.instance_name {
         Some(instance) => format!(
-            " ({} '{}')",
+            "{} '{}'",
             details.type_name.as_str(),
             instance.to_string_lossy()
         ),
-        None => format!(" ({})", details.type_name.as_str()),
-    });
-    format!("handle {handle:#018x}{}", known.unwrap_or_default())
+        None => details.type_name.as_str().to_owned(),
+    }
 }
 
 /// The error for a handle the table refused, with its story.
@@ -280,14 +285,7 @@ pub(crate) fn describe(handle: u64) -> String {
 pub(crate) fn rejection(handle: u64, refusal: Refusal, what: &str) -> Error {
     let now = clock::now_ms();
     let story = table().with_details(handle, |word, details| {
-        let names = match &details.instance_name {
-            Some(instance) => format!(
-                "{} '{}'",
-                details.type_name.as_str(),
-                instance.to_string_lossy()
-            ),
-            None => details.type_name.as_str().to_owned(),
-        };
+        let names = names(details);
         let state = match word.phase() {
             Phase::Retained => {
                 let ago = now.saturating_sub(details.released_at_ms);
@@ -407,11 +405,7 @@ impl Handle {
                 bump(&manager.counters.panics_recovered);
             }
             let _ = invalidate(self.0.get());
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = crate::error::panic_message(&*panic);
             Error::new(
                 ErrorCode::Panic,
                 format!(

@@ -374,16 +374,20 @@ impl ManagerInner {
             .into_iter()
             .filter_map(|handle| {
                 let info = handle::info(handle).ok()?;
-                let backtrace = table()
+                let (sequence, backtrace) = table()
                     .with_details(handle, |_, d| {
-                        d.payload.as_ref().and_then(|r| r.backtrace.clone())
+                        d.payload
+                            .as_ref()
+                            .map(|r| (r.sequence, r.backtrace.clone()))
                     })
-                    .flatten();
-                Some((info, backtrace))
+                    .flatten()?;
+                Some((sequence, info, backtrace))
             })
             .collect();
-        live.sort_by_key(|(info, _)| std::cmp::Reverse(info.age_ms));
-        live
+        live.sort_by_key(|&(sequence, _, _)| sequence);
+        live.into_iter()
+            .map(|(_, info, backtrace)| (info, backtrace))
+            .collect()
     }
 }
 

@@ -80,6 +80,9 @@ pub(crate) struct Record {
     /// (finalizers are skipped then). Set under the detail lock together
     /// with the transition (`Table::invalidate_with`).
     pub(crate) invalidated: bool,
+    /// Its place in the manager's order of registration (the leak report's
+    /// order: the clock is too coarse to tell registrations apart).
+    pub(crate) sequence: u64,
     /// Where it was registered (GCS_REGISTER_CAPTURE_STACK / GCS_DEBUG=stacks).
     pub(crate) backtrace: Option<Arc<Backtrace>>,
 }

@@ -218,7 +218,7 @@ pub(crate) unsafe fn register_raw(
     // Counted before the slot is published, so that a release (which a
     // forged unregister could claim at once) is never counted before its
     // registration; undone if no slot can be had.
-    let tracked = manager.counters.registered(size_bytes);
+    let (sequence, tracked) = manager.counters.registered(size_bytes);
     bump(&counters.registered);
     add_bytes(&counters.tracked_bytes, size_bytes);
     let accounting = Arc::as_ptr(&counters).cast_mut().cast::<c_void>();
@@ -238,6 +238,7 @@ pub(crate) unsafe fn register_raw(
             cleanups: Vec::new(),
             finalizer: None,
             invalidated: false,
+            sequence,
             backtrace,
         };
         let details = Details {

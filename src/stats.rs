@@ -297,20 +297,21 @@ pub(crate) fn sub_bytes(counter: &AtomicU64, size: u64) {
 }
 
 impl ManagerCounters {
-    /// A registration of `size` bytes was made; returns the tracked bytes
-    /// after it.
+    /// A registration of `size` bytes was made; returns its sequence number
+    /// in this manager (1, 2, ...: the order of the leak report) and the
+    /// tracked bytes after it.
     ///
     /// One shared RMW when `size` is 0 and the peak is not exceeded (the
     /// common case): the peak is raised only when the active count passes
     /// it (a `fetch_max` is a CAS loop on x86), and nothing is added for no
     /// bytes.
-    pub(crate) fn registered(&self, size: u64) -> u64 {
+    pub(crate) fn registered(&self, size: u64) -> (u64, u64) {
         let total = self.total_registered.fetch_add(1, Ordering::Relaxed) + 1;
         let active = total.saturating_sub(self.released.load(Ordering::Relaxed));
         if active > self.peak_active.load(Ordering::Relaxed) {
             self.peak_active.fetch_max(active, Ordering::Relaxed);
         }
-        add_bytes(&self.tracked_bytes, size)
+        (total, add_bytes(&self.tracked_bytes, size))
     }
 
     /// Undo [`registered`](Self::registered) for a registration that found

@@ -358,3 +358,59 @@ fn a_cleanup_may_close_its_own_manager_without_deadlock() {
     assert!(!other.is_valid(), "the close released the others");
     assert_eq!(manager.stats().active, 0);
 }
+
+#[test]
+fn the_leak_report_lists_registrations_oldest_first_even_within_a_millisecond() {
+    let manager = Manager::new(Config::default()).unwrap();
+    let buffers: Vec<gst::Buffer> = {
+        gst::init().unwrap();
+        (0..64).map(|_| gst::Buffer::new()).collect()
+    };
+    // Recycle slots so that these registrations get slot indexes in the
+    // reverse of their order (the free list is LIFO): an order by slot
+    // would be wrong.
+    let recycler = Manager::new(Config {
+        state_retention: Duration::ZERO,
+        ..Config::default()
+    })
+    .unwrap();
+    let placeholders: Vec<_> = buffers
+        .iter()
+        .map(|b| {
+            Registration::mini_object(b)
+                .register_with(&recycler)
+                .unwrap()
+        })
+        .collect();
+    for handle in placeholders {
+        handle.unregister().unwrap();
+    }
+    // Registered within a few microseconds: the coarse clock sees them all
+    // at the same millisecond, so only registration order can sort them.
+    let handles: Vec<_> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            Registration::mini_object(b)
+                .instance_name(format!("buffer-{i}"))
+                .register_with(&manager)
+                .unwrap()
+        })
+        .collect();
+    // Unregister every third: the rest keep their order.
+    for handle in handles.iter().step_by(3) {
+        handle.unregister().unwrap();
+    }
+    let expected: Vec<_> = (0..64)
+        .filter(|i| i % 3 != 0)
+        .map(|i| format!("buffer-{i}"))
+        .collect();
+    let listed: Vec<_> = manager
+        .live()
+        .into_iter()
+        .map(|info| info.instance_name.unwrap())
+        .collect();
+    assert_eq!(listed, expected);
+    manager.close(Some(Duration::from_secs(5))).unwrap();
+    assert!(manager.live().is_empty());
+}

@@ -96,11 +96,7 @@ pub(crate) fn record(error: &Error) -> GcsResult {
 
 /// Record a caught panic as the last error.
 pub(crate) fn record_panic(panic: Box<dyn Any + Send>) {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into());
+    let what = crate::error::panic_message(&*panic);
     set_last_error(&format!("internal panic caught at the C boundary: {what}"));
 }
 
@@ -108,23 +104,11 @@ pub(crate) fn record_panic(panic: Box<dyn Any + Send>) {
 /// unknown value gives "unknown GcsResult value".
 #[unsafe(no_mangle)]
 pub extern "C" fn gcs_result_to_string(result: GcsResultValue) -> *const c_char {
-    let text: &'static core::ffi::CStr = match result {
+    let text = match result {
         0 => c"success",
-        -1 => c"invalid handle (0, forged, or never issued)",
-        -2 => c"handle released (stale)",
-        -3 => c"handle invalidated",
-        -4 => c"NULL argument",
-        -5 => c"object has the wrong type for its kind",
-        -6 => c"access callback failed",
-        -7 => c"panic caught",
-        -8 => c"handle table full",
-        -9 => c"manager closed or library shut down",
-        -10 => c"timed out",
-        -11 => c"would deadlock",
-        -12 => c"no access in flight on this handle",
-        -13 => c"invalid argument",
-        -14 => c"default manager already initialized",
-        _ => c"unknown GcsResult value",
+        raw => {
+            ErrorCode::from_raw(raw).map_or(c"unknown GcsResult value", ErrorCode::description_c)
+        }
     };
     text.as_ptr()
 }
@@ -150,29 +134,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_code_has_the_same_text_in_rust_and_c() {
-        use ErrorCode::*;
-        for code in [
-            InvalidHandle,
-            Released,
-            Invalidated,
-            NullArgument,
-            WrongType,
-            CallbackFailed,
-            Panic,
-            TableFull,
-            ShutDown,
-            Timeout,
-            WouldDeadlock,
-            NotAccessing,
-            InvalidArgument,
-            AlreadyInitialized,
-        ] {
+    fn every_code_round_trips_and_has_its_text_in_c() {
+        for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
+            // ABI order: -1, -2, ... with no gap.
+            assert_eq!(code.to_raw(), -(i as i32) - 1);
+            assert_eq!(ErrorCode::from_raw(code.to_raw()), Some(code));
+            assert_eq!(GcsResult::from(code) as i32, code.to_raw());
             let c = gcs_result_to_string(code.to_raw());
             // SAFETY: a static NUL-terminated string.
             let c = unsafe { core::ffi::CStr::from_ptr(c) }.to_str().unwrap();
             assert_eq!(c, code.description());
-            assert_eq!(GcsResult::from(code) as i32, code.to_raw());
+            assert!(!c.is_empty());
         }
+        for unknown in [1, -15, i32::MIN, i32::MAX] {
+            assert_eq!(ErrorCode::from_raw(unknown), None);
+            // SAFETY: as above.
+            let c = unsafe { core::ffi::CStr::from_ptr(gcs_result_to_string(unknown)) };
+            assert_eq!(c, c"unknown GcsResult value");
+        }
+        // SAFETY: as above.
+        let ok = unsafe { core::ffi::CStr::from_ptr(gcs_result_to_string(0)) };
+        assert_eq!(ok, c"success");
     }
 }
