@@ -59,7 +59,7 @@ impl ErrorCode {
     }
 
     /// Every code, in ABI order (-1, -2, ...).
-    pub const ALL: [ErrorCode; 14] = [
+    pub(crate) const ALL: [ErrorCode; 14] = [
         ErrorCode::InvalidHandle,
         ErrorCode::Released,
         ErrorCode::Invalidated,
