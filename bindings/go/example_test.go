@@ -179,7 +179,7 @@ func ExampleGCSafetyManager_GetStats() {
 	stats := gsm.GetStats()
 	fmt.Printf("Total objects: %d, Active: %d, Finalizer failures: %d\n",
 		stats.TotalObjects, stats.ActiveObjects, stats.FinalizerFailures)
-	fmt.Printf("Accesses: %d, released: %d\n", stats.AccessOK, stats.Released)
+	fmt.Printf("Accesses: %d, released: %d\n", stats.AccessOk, stats.Released)
 	// Output:
 	// Total objects: 2, Active: 1, Finalizer failures: 0
 	// Accesses: 1, released: 1

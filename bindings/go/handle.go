@@ -102,32 +102,6 @@ func (h Handle) Invalidate() error {
 	return handleErr(opInvalidate, h, invalidate(h))
 }
 
-// runAccess is SafeAccess: fn inside gcs_access_begin / gcs_access_end, with
-// no allocation and no call from C into Go. c, if not nil, counts failures.
-func runAccess(c *goCounters, h Handle, fn func() error) (err error) {
-	if fn == nil {
-		return errNilFunc
-	}
-	if r := accessBegin(h); r != resultOK {
-		return handleErr(opAccess, h, r)
-	}
-	completed := false
-	defer func() {
-		if !completed {
-			// A panic (or runtime.Goexit, where recover gives nil and the
-			// goroutine goes on exiting): invalidate, then end the access.
-			err = accessPanicked(c, h, recover())
-		}
-		accessEnd(h)
-	}()
-	err = fn()
-	completed = true
-	if err != nil && c != nil {
-		c.callbackFailures.Add(1)
-	}
-	return err
-}
-
 // accessPanicked invalidates h, whose access function panicked with value.
 func accessPanicked(c *goCounters, h Handle, value any) error {
 	invalidate(h)

@@ -158,11 +158,34 @@ func (m *GCSafetyManager) registerC(kind objectKind, obj unsafe.Pointer, typeNam
 // that is not live gives an error that contains "not valid for access" and
 // wraps ErrNotValid, and ErrReleased, ErrInvalidated, ErrInvalidHandle or
 // ErrClosed beneath it; fn is not called.
-func (m *GCSafetyManager) SafeAccess(id Handle, fn func() error) error {
+func (m *GCSafetyManager) SafeAccess(id Handle, fn func() error) (err error) {
+	// The whole access is in this function (a helper would cost a call):
+	// fn inside gcs_access_begin / gcs_access_end, with no allocation and no
+	// call from C into Go.
 	if m.closed.Load() {
 		return handleErr(opAccess, id, resultShutDown)
 	}
-	return runAccess(&m.counters, id, fn)
+	if fn == nil {
+		return errNilFunc
+	}
+	if r := accessBegin(id); r != resultOK {
+		return handleErr(opAccess, id, r)
+	}
+	completed := false
+	defer func() {
+		if !completed {
+			// A panic (or runtime.Goexit, where recover gives nil and the
+			// goroutine goes on exiting): invalidate, then end the access.
+			err = accessPanicked(&m.counters, id, recover())
+		}
+		accessEnd(id)
+	}()
+	err = fn()
+	completed = true
+	if err != nil {
+		m.counters.callbackFailures.Add(1)
+	}
+	return err
 }
 
 // UnregisterObject unregisters id (gcs_unregister): accesses are refused

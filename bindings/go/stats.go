@@ -24,8 +24,8 @@ type Stats struct {
 	// Invalidated counts the handles invalidated (Invalidate, or a panic
 	// during an access).
 	Invalidated uint64
-	// AccessOK counts the accesses that ran (whatever their function did).
-	AccessOK uint64
+	// AccessOk counts the accesses that ran (whatever their function did).
+	AccessOk uint64
 	// AccessRejected counts the accesses refused: released, invalidated or
 	// closed handles.
 	AccessRejected uint64
