@@ -66,9 +66,7 @@ fn run_release(claim: Claimed, mut job: ReleaseJob) {
         Some(payload) => payload.object_for_cleanup(),
         None => (core::ptr::null_mut(), None),
     };
-    let cleanups = std::mem::take(&mut job.cleanups);
-    let manager = &*job.manager;
-    for mut cleanup in cleanups.into_iter().rev() {
+    for mut cleanup in std::mem::take(&mut job.cleanups).into_iter().rev() {
         let ok = cleanup.call(object);
         bump(&manager.counters.cleanups_run);
         if !ok {

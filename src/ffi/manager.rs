@@ -15,17 +15,8 @@ use crate::manager::{self, ManagerInner};
 /// # Safety
 /// `manager` is NULL or from `gcs_manager_new` and not yet freed.
 pub(crate) unsafe fn manager_from_ptr(manager: *mut GcsManager) -> Arc<ManagerInner> {
-    if manager.is_null() {
-        return manager::default_manager();
-    }
-    let inner = manager.cast_const().cast::<ManagerInner>();
-    // SAFETY: `gcs_manager_new` made this pointer with `Arc::into_raw`, and
-    // the caller guarantees `gcs_manager_free` has not consumed it; we take a
-    // strong count of our own.
-    unsafe {
-        Arc::increment_strong_count(inner);
-        Arc::from_raw(inner)
-    }
+    // SAFETY: forwarded precondition; the clone is a strong count of our own.
+    unsafe { with_manager_ptr(manager, Arc::clone) }
 }
 
 /// Run `f` with the manager a C pointer names (see [`manager_from_ptr`]),
