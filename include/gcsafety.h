@@ -44,6 +44,13 @@
 #define GCS_TRACKED_ACCESSES_PER_THREAD 16
 
 /**
+ * The layout of the table that `GcsTableView` describes. Bumped whenever any
+ * field of the view, or the meaning of a word it points at, changes; inline
+ * code built for another version must call the exported functions instead.
+ */
+#define GCS_TABLE_LAYOUT_VERSION 1
+
+/**
  * The ABI version this header describes; `gcs_abi_version()` returns the
  * library's. A program should check they are equal at start-up.
  */
@@ -577,6 +584,104 @@ typedef void (*GcsTypeStatsFn)(const struct GcsTypeStats *stats, void *user_data
 typedef void (*GcsHandleInfoFn)(const struct GcsHandleInfo *info, void *user_data);
 
 /**
+ * What code outside the library needs to find and interpret a handle's
+ * state word (layout version 1). Filled by `gcs_table_view`.
+ *
+ * Decoding a handle: `raw = handle ^ salt`; `index = raw & index_mask`;
+ * `generation = raw >> generation_shift` (0 is never a live generation).
+ * The slot's page: `biased = index + (1 << first_page_log2)`;
+ * `page = floor(log2(biased)) - first_page_log2` (must be below
+ * `page_count`); `base = pages[page]`, read with an acquire load (NULL: no
+ * such slot); the slot is at `base + (biased - (1 << (first_page_log2 +
+ * page))) * slot_stride`. Its state word (a 64-bit atomic) is at
+ * `state_offset`, the object pointer (read after a successful begin) at
+ * `object_offset`.
+ *
+ * A state word is `generation << generation_shift | phase << phase_shift |
+ * S | count`, where `count = word & count_mask` is the number of accesses
+ * in flight and `S = word & slow_bit` says that accesses must go through
+ * the exported functions. The transitions inline code may perform, and
+ * nothing else, are those of `src/table/slot.rs` ("Inline begin", "Inline
+ * end").
+ *
+ * Pages never move, shrink or unmap while the library is loaded; after
+ * `dlclose` of the library, inline code must not be called (as for any of
+ * its functions).
+ */
+typedef struct GcsTableView {
+  /**
+   * In: `sizeof(GcsTableView)`.
+   */
+  uint32_t struct_size;
+  /**
+   * The library's `GCS_TABLE_LAYOUT_VERSION`.
+   */
+  uint32_t layout_version;
+  /**
+   * The page directory: `page_count` pointers to pages of slots (64-bit
+   * atomics; NULL until allocated), read with acquire loads.
+   */
+  void *const *pages;
+  /**
+   * Entries in `pages`.
+   */
+  uint32_t page_count;
+  /**
+   * log2 of the number of slots in page 0; page `p` has `1 <<
+   * (first_page_log2 + p)` slots.
+   */
+  uint32_t first_page_log2;
+  /**
+   * Bytes from one slot to the next.
+   */
+  uint32_t slot_stride;
+  /**
+   * Offset of the 64-bit state word in a slot.
+   */
+  uint32_t state_offset;
+  /**
+   * Offset of the object pointer in a slot.
+   */
+  uint32_t object_offset;
+  /**
+   * Shift of the generation in a handle (after the salt) and in a state word.
+   */
+  uint32_t generation_shift;
+  /**
+   * The salt of this load of the library: handles are xor-ed with it.
+   */
+  uint64_t salt;
+  /**
+   * Mask of the slot index in a handle (after the salt).
+   */
+  uint64_t index_mask;
+  /**
+   * Mask of the in-flight access count in a state word.
+   */
+  uint64_t count_mask;
+  /**
+   * The slow-path bit of a state word.
+   */
+  uint64_t slow_bit;
+  /**
+   * Shift of the phase in a state word.
+   */
+  uint32_t phase_shift;
+  /**
+   * Phase value: live (accesses allowed).
+   */
+  uint32_t phase_live;
+  /**
+   * Phase value: invalidated (accesses refused, still registered).
+   */
+  uint32_t phase_invalidated;
+  /**
+   * Phase value: unregistered, waiting for the accesses in flight.
+   */
+  uint32_t phase_draining;
+} GcsTableView;
+
+/**
  * The handle value that is never issued.
  */
 #define GCS_INVALID_HANDLE 0
@@ -807,6 +912,29 @@ GcsResult gcs_foreach_live(struct GcsManager *manager, GcsHandleInfoFn callback,
 size_t gcs_stats_prometheus(struct GcsManager *manager, char *buf, size_t buf_len);
 
 /**
+ * Describe the live table for header-inline and Go access (`*view` is
+ * written on success only; `view->struct_size` must be set). The pointers
+ * in it stay valid while the library is loaded. Returns
+ * GCS_ERROR_INVALID_ARGUMENT, with a message, where the inline path does
+ * not apply: the environment variable `GCS_INLINE=0` was set when the
+ * library loaded (every access then goes through the exported functions,
+ * e.g. to have every access counted or tracked while debugging). Callers
+ * then use the exported functions, as the inline functions do.
+ */
+GcsResult gcs_table_view(struct GcsTableView *view);
+
+/**
+ * What `gcs_safe_access` does when its callback returned non-zero, for
+ * callers that ran the callback inside an access of their own (the
+ * header-inline `gcs_safe_access_inline`, bindings): counts the failure in
+ * the handle's manager, invalidates the handle when that manager has
+ * `invalidate_on_callback_error`, sets gcs_last_error() ("access callback
+ * returned N") and returns GCS_ERROR_CALLBACK_FAILED. Call it after the
+ * access ended. A `status` of 0 is GCS_ERROR_INVALID_ARGUMENT.
+ */
+GcsResult gcs_callback_failed(GcsHandle handle, int status);
+
+/**
  * The ABI version of the loaded library; equals `GCS_ABI_VERSION` for a
  * matching header.
  */
@@ -822,3 +950,6 @@ const char *gcs_version_string(void);
 #endif  // __cplusplus
 
 #endif  /* GCSAFETY_H */
+
+/* The atomic state table, header-inline (static inline gcs_*_inline). */
+#include "gcsafety_inline.h"

@@ -22,84 +22,8 @@
 
 use std::sync::Once;
 
-/// A lock the fork handlers can hold across `fork` and release after.
-pub(crate) trait ForkLock {
-    /// Take the lock (exclusively) and keep it past this call.
-    fn lock_across_fork(&self);
-    /// Release a lock held by `lock_across_fork` (in the parent).
-    ///
-    /// # Safety
-    /// The lock must be held exclusively, and its holder must never use its
-    /// guard again.
-    unsafe fn force_unlock(&self);
-    /// In a forked child: make the lock unlocked with no waiters, whoever
-    /// held or waited for it. Not `force_unlock`: with waiters recorded that
-    /// would go through parking_lot's global queue, which a vanished parent
-    /// thread may hold.
-    ///
-    /// # Safety
-    /// Only in a forked child, where no other thread exists, and with no
-    /// guard of this lock used again.
-    unsafe fn reset_in_child(&self);
-}
-
-impl<T> ForkLock for parking_lot::Mutex<T> {
-    fn lock_across_fork(&self) {
-        std::mem::forget(self.lock());
-    }
-    unsafe fn force_unlock(&self) {
-        // SAFETY: forwarded.
-        unsafe { parking_lot::Mutex::force_unlock(self) }
-    }
-    unsafe fn reset_in_child(&self) {
-        // SAFETY: forwarded.
-        unsafe { reset_raw(self.raw()) }
-    }
-}
-
-/// Overwrite a parking_lot raw lock with its initial (unlocked) state.
-///
-/// # Safety
-/// As `ForkLock::reset_in_child`.
-unsafe fn reset_raw<R: parking_lot::lock_api::RawMutex>(raw: &R) {
-    let raw = raw as *const R as *mut R;
-    // SAFETY: the raw lock is atomics (interior mutability), and in the child
-    // nothing else can touch it.
-    unsafe { raw.write(R::INIT) }
-}
-
-impl<T> ForkLock for parking_lot::RwLock<T> {
-    fn lock_across_fork(&self) {
-        std::mem::forget(self.write());
-    }
-    unsafe fn force_unlock(&self) {
-        // SAFETY: forwarded.
-        unsafe { self.force_unlock_write() }
-    }
-    unsafe fn reset_in_child(&self) {
-        // SAFETY: only the address of the raw lock is taken.
-        let raw =
-            unsafe { self.raw() } as *const parking_lot::RawRwLock as *mut parking_lot::RawRwLock;
-        // SAFETY: forwarded; as in `reset_raw`.
-        unsafe { raw.write(<parking_lot::RawRwLock as parking_lot::lock_api::RawRwLock>::INIT) }
-    }
-}
-
-impl<T> ForkLock for crate::sync::Mutex<T> {
-    fn lock_across_fork(&self) {
-        crate::sync::Mutex::lock_across_fork(self)
-    }
-    unsafe fn force_unlock(&self) {
-        // SAFETY: forwarded.
-        unsafe { crate::sync::Mutex::force_unlock(self) }
-    }
-    unsafe fn reset_in_child(&self) {
-        // SAFETY: forwarded.
-        unsafe { crate::sync::Mutex::reset_in_child(self) }
-    }
-}
-
 use crate::manager::{self, table};
+use crate::sync::ForkLock;
 use crate::{executor, names, release, stats, thread_accesses};
 
 /// Install the handlers once per load of the library (the first manager start).

@@ -11,11 +11,11 @@ use std::time::Duration;
 use crate::clock;
 use crate::error::{Error, ErrorCode, Result, human_ms};
 use crate::manager::{ManagerInner, default_manager_if_started, table};
-use crate::object::{self, Kind, Payload, Target};
+use crate::object::{self, Kind, Target};
 use crate::record::{Callback, Record};
 use crate::release::{self, carry_out_release};
 use crate::stats::{self, bump};
-use crate::table::{Access, Details, Phase, Refusal, Word};
+use crate::table::{Access, Details, Ended, Phase, Refusal, Word};
 use crate::thread_accesses;
 
 /// An opaque reference to a registration: index and generation, salted.
@@ -113,7 +113,7 @@ impl Drop for AccessGuard {
 /// a strong reference taken through a weak one.
 pub(crate) struct Begun {
     handle: u64,
-    access: Access<'static, Record>,
+    access: Access<'static>,
     pub(crate) object: NonNull<c_void>,
     upgraded: bool,
 }
@@ -125,29 +125,21 @@ pub(crate) fn begin_access(handle: u64) -> Result<Begun> {
         Ok(access) => access,
         Err(refusal) => return Err(rejected_access(handle, refusal)),
     };
-    let (object, upgraded) = match Target::of(access.object, access.upgrade) {
+    let published = access.published;
+    let (object, upgraded) = match Target::of(&published) {
         // Never null: registrations of NULL are refused.
         Target::Direct(object) => (NonNull::new(object).expect("registered object"), false),
-        Target::Weak(_) => {
-            // The payload lives while we hold a count; copy the pointer out
-            // and upgrade without the detail lock.
-            let weak = access
-                .slot
-                .details()
-                .payload
-                .as_ref()
-                .and_then(|record| record.payload.as_ref())
-                .and_then(Payload::weak_ref);
-            match weak.and_then(object::upgrade) {
-                Some(object) => (object, true),
-                None => return Err(weak_object_gone(handle, access)),
-            }
-        }
+        // The GWeakRef lives while we hold a count: upgrade it without any
+        // lock of ours (GLib takes its own weak-ref lock).
+        Target::Weak(weak) => match object::upgrade(weak) {
+            Some(object) => (object, true),
+            None => return Err(weak_object_gone(handle, access)),
+        },
     };
     thread_accesses::push(handle, in_flight);
     // SAFETY: the accounting pointer is the registration's `TypeCounters`,
     // kept alive by its record at least until this access ends.
-    unsafe { stats::count_access(access.accounting.cast()) };
+    unsafe { stats::count_access(published.accounting.cast()) };
     Ok(Begun {
         handle,
         access,
@@ -182,7 +174,7 @@ pub(crate) fn access_with(handle: u64, callback: impl FnOnce(*mut c_void) -> i32
 }
 
 #[cold]
-fn callback_failed(handle: u64, status: i32) -> Error {
+pub(crate) fn callback_failed(handle: u64, status: i32) -> Error {
     let invalidated = invalidate_after_callback_error(handle);
     Error::new(
         ErrorCode::CallbackFailed,
@@ -201,9 +193,9 @@ fn callback_failed(handle: u64, status: i32) -> Error {
 /// End an access by handle value only (`gcs_access_end`): validated first.
 pub(crate) fn end_access_by_value(handle: u64) -> Result<()> {
     match table().end_by_handle(handle) {
-        Ok(((stored, upgrade), claim)) => {
+        Ok(Ended { published, claim }) => {
             thread_accesses::remove(handle);
-            if let Target::Weak(address) = Target::of(stored, upgrade) {
+            if let Some(address) = Target::upgraded_address(&published) {
                 // The access took a strong reference by upgrading; drop it (the
                 // object is alive: that reference is still ours).
                 object::downgrade(address);
@@ -227,7 +219,7 @@ pub(crate) fn end_access_by_value(handle: u64) -> Result<()> {
 /// A weak handle's object was finalized elsewhere: end the access, release
 /// the registration (its cleanups see NULL) and report the handle released.
 #[cold]
-fn weak_object_gone(handle: u64, access: Access<'static, Record>) -> Error {
+fn weak_object_gone(handle: u64, access: Access<'static>) -> Error {
     if let Some(claim) = table().end(access) {
         carry_out_release(claim);
     }

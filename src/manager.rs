@@ -38,8 +38,10 @@ use crate::table::{Limits, Phase, Table};
 
 /// The table of this load of the library.
 pub(crate) fn table() -> &'static Table<Record> {
-    static TABLE: LazyLock<Table<Record>> =
-        LazyLock::new(|| Table::new(Limits::default(), fresh_salt()));
+    static TABLE: LazyLock<Table<Record>> = LazyLock::new(|| {
+        // SAFETY: a `static`: never dropped.
+        unsafe { Table::new_process(Limits::default(), fresh_salt()) }
+    });
     &TABLE
 }
 

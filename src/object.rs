@@ -27,6 +27,7 @@ use gobject_sys::{GObject, GTypeInstance, GWeakRef};
 use gstreamer_sys as gst_sys;
 
 use crate::error::{Error, ErrorCode};
+use crate::table::Published;
 
 /// What kind of object a registration holds. Values are the ABI's `GcsObjectKind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,23 +108,33 @@ pub(crate) enum Payload {
 // that the release function runs on whichever thread releases.
 unsafe impl Send for Payload {}
 
-/// The pointer an access sees: either the object itself, or a weakly held
-/// object to upgrade (the slot's `upgrade` flag says which, so that any
+/// The pointer an access sees: either the object itself, or a weak
+/// reference to upgrade (the slot's slow-path bit says which, so that any
 /// pointer value, odd ones included, can be registered as GCS_KIND_POINTER).
 pub(crate) enum Target {
     /// Use the object directly; the registration keeps it alive.
     Direct(*mut c_void),
-    /// A weakly held object at this address: upgrade the registration's
-    /// weak reference for the access's duration.
-    Weak(NonNull<c_void>),
+    /// A weakly held object: upgrade this `GWeakRef` for the access's duration.
+    Weak(NonNull<GWeakRef>),
 }
 
 impl Target {
+    /// What an access of a registration that published `published` sees.
     #[inline]
-    pub(crate) fn of(stored: *mut c_void, upgrade: bool) -> Target {
-        match NonNull::new(stored) {
-            Some(address) if upgrade => Target::Weak(address),
-            _ => Target::Direct(stored),
+    pub(crate) fn of(published: &Published) -> Target {
+        match NonNull::new(published.object) {
+            Some(weak) if published.slow => Target::Weak(weak.cast()),
+            _ => Target::Direct(published.object),
+        }
+    }
+
+    /// For a weak registration, the object an upgraded access holds a
+    /// strong reference to (the address recorded at registration).
+    pub(crate) fn upgraded_address(published: &Published) -> Option<NonNull<c_void>> {
+        if published.slow {
+            NonNull::new(published.aux)
+        } else {
+            None
         }
     }
 }
@@ -143,27 +154,30 @@ pub(crate) fn downgrade(object: NonNull<c_void>) {
 }
 
 impl Payload {
-    /// Whether accesses must upgrade the stored pointer (a weak registration).
-    pub(crate) fn needs_upgrade(&self) -> bool {
-        matches!(self, Payload::Weak { .. })
+    /// What the slot publishes for accesses: the object, or for a weak
+    /// registration its `GWeakRef` (to upgrade, lock-free on our side) and
+    /// the object's address (for ends by handle value, which unref it).
+    pub(crate) fn published(&self, accounting: *mut c_void) -> Published {
+        let (object, aux, slow) = match self {
+            Payload::Weak { weak, address } => (weak.as_ptr().cast(), address.as_ptr(), true),
+            other => (other.object_pointer(), core::ptr::null_mut(), false),
+        };
+        Published {
+            object,
+            accounting,
+            aux,
+            slow,
+        }
     }
 
-    /// The pointer to store in the slot for accesses.
-    pub(crate) fn stored_pointer(&self) -> *mut c_void {
+    /// The object pointer of a strong registration (the address of a weak one).
+    pub(crate) fn object_pointer(&self) -> *mut c_void {
         match self {
             Payload::GstObject { object, .. } => object.as_ptr().cast(),
             Payload::GObject { object } => object.as_ptr().cast(),
             Payload::MiniObject { object } => object.as_ptr().cast(),
             Payload::Pointer { object, .. } => *object,
             Payload::Weak { address, .. } => address.as_ptr(),
-        }
-    }
-
-    /// The weak reference of a weak registration.
-    pub(crate) fn weak_ref(&self) -> Option<NonNull<GWeakRef>> {
-        match self {
-            Payload::Weak { weak, .. } => Some(*weak),
-            _ => None,
         }
     }
 
@@ -176,7 +190,7 @@ impl Payload {
                 Some(strong) => (strong.as_ptr(), Some(strong)),
                 None => (core::ptr::null_mut(), None),
             },
-            other => (other.stored_pointer(), None),
+            other => (other.object_pointer(), None),
         }
     }
 

@@ -229,8 +229,7 @@ pub(crate) unsafe fn register_raw(
         // reserved, so a full table takes no reference.
         let payload =
             unsafe { object::acquire(kind, object, release, release_data, set_null_state) };
-        let stored = payload.stored_pointer();
-        let upgrade = payload.needs_upgrade();
+        let published = payload.published(accounting);
         let record = Record {
             manager: manager.clone(),
             counters: counters.take(),
@@ -251,9 +250,9 @@ pub(crate) unsafe fn register_raw(
             released_at_ms: 0,
             retention_ms,
         };
-        (stored, accounting, upgrade, details)
+        (published, details)
     };
-    let handle = match table().insert_accounted(make) {
+    let handle = match table().insert(make) {
         Ok(handle) => handle,
         Err(_) => {
             manager.counters.unregistered(size_bytes);

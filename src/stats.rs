@@ -162,7 +162,7 @@ pub(crate) fn fork_child_unlock() {
     for memo in memos().lock().iter() {
         // SAFETY: in the forked child only this thread exists; a holder or
         // waiter of this lock is gone for good.
-        unsafe { crate::fork::ForkLock::reset_in_child(&memo.key) };
+        unsafe { crate::sync::ForkLock::reset_in_child(&memo.key) };
     }
 }
 

@@ -57,7 +57,7 @@ pub(crate) fn fork_child_unlock() {
     for block in registry().lock().iter() {
         // SAFETY: in the forked child only this thread exists; a holder or
         // waiter of this lock is gone for good.
-        unsafe { crate::fork::ForkLock::reset_in_child(&block.mailbox) };
+        unsafe { crate::sync::ForkLock::reset_in_child(&block.mailbox) };
     }
 }
 

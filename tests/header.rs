@@ -29,9 +29,28 @@ fn header_includes_only_standard_headers() {
         [
             "#include <stdint.h>",
             "#include <stddef.h>",
-            "#include <stdbool.h>"
+            "#include <stdbool.h>",
+            // The hand-written header-inline table functions, which include nothing.
+            "#include \"gcsafety_inline.h\"",
         ]
     );
+    let inline = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/include/gcsafety_inline.h"
+    ))
+    .unwrap();
+    assert!(
+        !inline
+            .lines()
+            .any(|l| l.trim_start().starts_with("#include")),
+        "gcsafety_inline.h includes nothing"
+    );
+    // It is written for one table layout, and says so to the compiler: a
+    // layout change in the sources makes it fail to compile until updated.
+    assert!(inline.contains(&format!(
+        "#if GCS_TABLE_LAYOUT_VERSION != {}",
+        gcsafety::ffi::table::GCS_TABLE_LAYOUT_VERSION
+    )));
     for required in [
         "#define GCS_ABI_VERSION 1",
         "#define GCS_INVALID_HANDLE 0",

@@ -25,9 +25,11 @@ pub mod error;
 pub mod handle;
 pub mod manager;
 pub mod stats;
+pub mod table;
 pub mod version;
 
 pub use config::GcsConfig;
 pub use error::GcsResult;
 pub use handle::{GcsHandle, GcsHandleInfo, GcsHandleState, GcsObjectKind, GcsRegistration};
 pub use stats::{GcsStats, GcsTypeStats};
+pub use table::GcsTableView;

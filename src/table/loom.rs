@@ -33,6 +33,7 @@ use ::loom::cell::UnsafeCell;
 use ::loom::sync::atomic::{AtomicU64, AtomicUsize};
 use ::loom::thread;
 
+use super::slot::NotInline;
 use super::*;
 use crate::sync::Ordering;
 
@@ -108,7 +109,7 @@ fn register(table: &T, obj: &Arc<Obj>, retention_ms: u64) -> Result<u64, Refusal
         // SAFETY: not yet published; loom checks it.
         obj.alive.with_mut(|alive| unsafe { *alive = true });
         (
-            obj.ptr(),
+            Published::object(obj.ptr()),
             Details {
                 payload: Some(Payload(obj.clone())),
                 retention_ms,
@@ -143,7 +144,7 @@ fn use_object(object: *mut c_void, expected: &Arc<Obj>) {
 fn access(table: &T, handle: u64, expected: &Arc<Obj>) -> bool {
     match table.begin(handle) {
         Ok(access) => {
-            use_object(access.object, expected);
+            use_object(access.published.object, expected);
             if let Some(claim) = table.end(access) {
                 carry_out(table, claim);
             }
@@ -256,14 +257,14 @@ fn unregister_inside_access() {
             })
         };
         let a = table.begin(h).expect("nobody else unregisters");
-        use_object(a.object, &obj);
+        use_object(a.published.object, &obj);
         obj.touch_owner();
         assert!(
             table.unregister(h).unwrap().is_none(),
             "an access is in flight: no claim"
         );
         assert_eq!(table.begin(h).err(), Some(Refusal::Releasing));
-        use_object(a.object, &obj); // still alive: our count holds it
+        use_object(a.published.object, &obj); // still alive: our count holds it
         if let Some(claim) = table.end(a) {
             carry_out(&table, claim);
         }
@@ -528,10 +529,11 @@ fn end_by_handle_vs_unregister() {
             let (table, obj) = (table.clone(), obj.clone());
             thread::spawn(move || {
                 let Ok(a) = table.begin(h) else { return };
-                use_object(a.object, &obj);
+                use_object(a.published.object, &obj);
                 // gcs_access_begin hands out the object and forgets the access.
-                let ((object, _), claim) = table.end_by_handle(h).expect("our access is in flight");
-                assert_eq!(object, obj.ptr());
+                let Ended { published, claim } =
+                    table.end_by_handle(h).expect("our access is in flight");
+                assert_eq!(published.object, obj.ptr());
                 if let Some(claim) = claim {
                     carry_out(&table, claim);
                 }
@@ -618,8 +620,8 @@ fn bogus_end_by_handle_vs_access_in_flight() {
             let (table, obj) = (table.clone(), obj.clone());
             thread::spawn(move || {
                 let Ok(a) = table.begin(h) else { return };
-                use_object(a.object, &obj);
-                use_object(a.object, &obj); // still inside the access
+                use_object(a.published.object, &obj);
+                use_object(a.published.object, &obj); // still inside the access
                 if let Some(claim) = table.end(a) {
                     carry_out(&table, claim);
                 }
@@ -628,7 +630,10 @@ fn bogus_end_by_handle_vs_access_in_flight() {
         let bogus = {
             let table = table.clone();
             thread::spawn(move || {
-                if let Ok((_, Some(claim))) = table.end_by_handle(h) {
+                if let Ok(Ended {
+                    claim: Some(claim), ..
+                }) = table.end_by_handle(h)
+                {
                     carry_out(&table, claim);
                 }
             })
@@ -666,7 +671,10 @@ fn unmatched_end_never_corrupts_the_word() {
         let unmatched = {
             let table = table.clone();
             thread::spawn(move || {
-                if let Ok((_, Some(claim))) = table.end_by_handle(h) {
+                if let Ok(Ended {
+                    claim: Some(claim), ..
+                }) = table.end_by_handle(h)
+                {
                     carry_out(&table, claim);
                 }
             })
@@ -809,5 +817,167 @@ fn close_vs_accesses() {
         accessor.join().unwrap();
         assert_released_once(&table, ha, &a);
         assert_released_once(&table, hb, &b);
+    });
+}
+
+// ----- (i) the inline paths of C and Go -----------------------------------------
+
+/// An access as `gcs_access_begin_inline` / `gcs_access_end_inline` (and the
+/// Go binding) perform it: [`Slot::begin_inline`], else the exported begin;
+/// [`Slot::end_inline`], else the exported, validated end (which may claim
+/// the release). `true` if the access was accepted.
+fn access_inline(table: &T, handle: u64, expected: &Arc<Obj>) -> bool {
+    let Some((slot, _, generation)) = table.locate_handle(handle) else {
+        return false;
+    };
+    let object = match slot.begin_inline(generation) {
+        Ok(object) => object,
+        Err(NotInline) => match table.begin(handle) {
+            Ok(access) => access.published.object,
+            Err(_) => return false,
+        },
+    };
+    use_object(object, expected);
+    end_inline(table, handle);
+    true
+}
+
+/// The inline end, else the exported one.
+fn end_inline(table: &T, handle: u64) {
+    let (slot, _, generation) = table.locate_handle(handle).expect("a begun handle decodes");
+    if slot.end_inline(generation) == Err(NotInline) {
+        let ended = table
+            .end_by_handle(handle)
+            .expect("our access is in flight");
+        if let Some(claim) = ended.claim {
+            carry_out(table, claim);
+        }
+    }
+}
+
+/// Inline accesses on two threads race an unregister: released exactly once,
+/// by whichever end leaves `Draining` at zero (the inline end never does: it
+/// hands that end to the library), never during an access.
+#[test]
+fn inline_accesses_vs_unregister() {
+    ::loom::model(|| {
+        let table = table(0, 1, 4, 0);
+        let obj = Obj::new();
+        let h = register(&table, &obj, 0).unwrap();
+
+        let accessors: Vec<_> = (0..2)
+            .map(|_| {
+                let (table, obj) = (table.clone(), obj.clone());
+                thread::spawn(move || {
+                    access_inline(&table, h, &obj);
+                })
+            })
+            .collect();
+        unregister(&table, h, &obj).expect("the only unregister succeeds");
+        for accessor in accessors {
+            accessor.join().unwrap();
+        }
+        assert_released_once(&table, h, &obj);
+    });
+}
+
+/// An access begun inline and ended by the library, and one begun by the
+/// library and ended inline, race an unregister: the two protocols are one.
+#[test]
+fn mixed_inline_and_exported_ends_vs_unregister() {
+    ::loom::model(|| {
+        let table = table(0, 1, 4, 0);
+        let obj = Obj::new();
+        let h = register(&table, &obj, 0).unwrap();
+
+        let inline_then_exported = {
+            let (table, obj) = (table.clone(), obj.clone());
+            thread::spawn(move || {
+                let (slot, _, generation) = table.locate_handle(h).unwrap();
+                if let Ok(object) = slot.begin_inline(generation) {
+                    use_object(object, &obj);
+                    let ended = table.end_by_handle(h).expect("our access is in flight");
+                    if let Some(claim) = ended.claim {
+                        carry_out(&table, claim);
+                    }
+                }
+            })
+        };
+        let exported_then_inline = {
+            let (table, obj) = (table.clone(), obj.clone());
+            thread::spawn(move || {
+                if let Ok(access) = table.begin(h) {
+                    use_object(access.published.object, &obj);
+                    end_inline(&table, h);
+                }
+            })
+        };
+        unregister(&table, h, &obj).expect("the only unregister succeeds");
+        inline_then_exported.join().unwrap();
+        exported_then_inline.join().unwrap();
+        assert_released_once(&table, h, &obj);
+    });
+}
+
+/// One slot: an inline accessor holding the old handle races its unregister
+/// and the slot's reuse by a new registration: the old handle never reaches
+/// the new object (its generation no longer matches, and the inline begin
+/// refuses without writing), and the new one is untouched by it.
+#[test]
+fn inline_stale_handle_vs_slot_reuse() {
+    ::loom::model(|| {
+        let table = table(0, 1, 3, 0);
+        let old = Obj::new();
+        let h1 = register(&table, &old, 0).unwrap();
+        let new = Obj::new();
+
+        let accessor = {
+            let (table, old) = (table.clone(), old.clone());
+            thread::spawn(move || {
+                access_inline(&table, h1, &old);
+            })
+        };
+        unregister(&table, h1, &old).expect("the only unregister succeeds");
+        let h2 = register(&table, &new, 0);
+        accessor.join().unwrap();
+        assert_released_once(&table, h1, &old);
+        if let Ok(h2) = h2 {
+            assert_eq!(table.word(h2).unwrap().0.count(), 0, "no stray count");
+            assert!(access_inline(&table, h2, &new));
+            unregister(&table, h2, &new).unwrap();
+            assert_released_once(&table, h2, &new);
+        }
+    });
+}
+
+/// A slow-path registration (a weak one) is never begun or ended inline.
+#[test]
+fn inline_paths_leave_slow_registrations_to_the_library() {
+    ::loom::model(|| {
+        let table = table(0, 1, 4, 0);
+        let obj = Obj::new();
+        let h = table
+            .insert(|| {
+                // SAFETY: not yet published; loom checks it.
+                obj.alive.with_mut(|alive| unsafe { *alive = true });
+                (
+                    Published {
+                        slow: true,
+                        ..Published::object(obj.ptr())
+                    },
+                    Details {
+                        payload: Some(Payload(obj.clone())),
+                        ..Details::empty()
+                    },
+                )
+            })
+            .unwrap();
+        let (slot, _, generation) = table.locate_handle(h).unwrap();
+        assert_eq!(slot.begin_inline(generation), Err(NotInline));
+        let access = table.begin(h).expect("the library begins it");
+        assert_eq!(slot.end_inline(generation), Err(NotInline));
+        assert!(table.end(access).is_none());
+        unregister(&table, h, &obj).unwrap();
+        assert_released_once(&table, h, &obj);
     });
 }

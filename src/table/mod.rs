@@ -10,26 +10,37 @@
 //!   answered from the table's own memory. Any 64-bit value is safe.
 //! * **Pages** double in size (`first_page_len << page`), as in sharded-slab's
 //!   `page` module; they are allocated fallibly under the growth lock, published
-//!   with *Release* and read with *Acquire*, and never move or shrink while the
-//!   table lives, so a slot reference stays valid for the table's life.
-//! * **Free slots** sit on a Treiber stack whose head packs a 32-bit tag with
-//!   the slot index (the tag defeats ABA). A slot whose generation reached
-//!   `max_generation` is retired instead of freed, so a handle value is never
-//!   issued twice.
+//!   with *Release* and read with *Acquire*, and never move, shrink or unmap
+//!   while the table lives, so a slot reference stays valid for the table's
+//!   life. Each page has a twin of [`Cold`] entries, allocated with it: an
+//!   access reads only the hot [`Slot`]s (see [`slot`]).
+//! * The page directory, the salt and the slot layout are published to C and
+//!   Go by [`Table::view`] (`gcs_table_view`), whose readers perform the
+//!   [`Slot::begin_inline`] / [`Slot::end_inline`] transitions themselves.
+//! * **Free slots**: the process's table (built with [`Table::new_process`])
+//!   keeps a per-thread cache of free slots and takes fresh slots [`BLOCK`] at
+//!   a time, so a thread's registrations sit together and a
+//!   register/unregister pair writes no line that other threads write; what a
+//!   thread does not keep (and everything of other tables) sits on a Treiber
+//!   stack whose head packs a 32-bit tag with the slot index (the tag defeats
+//!   ABA). A slot whose generation reached `max_generation` is retired
+//!   instead of freed, so a handle value is never issued twice.
 //! * **Released slots** keep their details (type and instance name, times) in
 //!   `Retained` until their retention expires or [`Limits::max_retained`] newer
-//!   releases push them out (FIFO), then are swept onto the free list.
-//!
-//! The slot protocol itself is in [`slot`].
+//!   releases by the same thread push them out (FIFO), then are swept free.
+//!   The queue is per thread for the process's table (a thread that exits
+//!   hands its queue to a shared one, swept by the periodic sweep).
 
 pub(crate) mod slot;
 
-use core::ffi::c_void;
+use core::cell::RefCell;
 use std::collections::VecDeque;
 
 use crate::clock;
 use crate::sync::{AtomicPtr, AtomicU64, Mutex, Ordering};
-pub(crate) use slot::{Details, MAX_ACCESSES, Phase, Slot, Word};
+pub(crate) use slot::{BLOCK, Cold, Details, GEN_SHIFT, Phase, Published, Slot, Word};
+#[cfg_attr(loom, allow(unused_imports))]
+pub(crate) use slot::{COUNT_MASK, PHASE_SHIFT, SLOW_BIT};
 
 /// Size limits of a table.
 #[derive(Clone, Copy, Debug)]
@@ -40,11 +51,13 @@ pub(crate) struct Limits {
     pub(crate) max_slots: u32,
     /// The last generation a slot may be issued with; then it is retired.
     pub(crate) max_generation: u32,
-    /// Released states kept for stale-handle reports, at most.
+    /// Released states kept for stale-handle reports, at most (per releasing
+    /// thread in the process's table).
     pub(crate) max_retained: usize,
 }
 
-/// How many released states are kept at most, whatever their retention.
+/// How many released states are kept at most, whatever their retention, per
+/// thread that releases (a thread's oldest is dropped first).
 pub const MAX_RETAINED_STATES: usize = 65_536;
 
 impl Default for Limits {
@@ -58,7 +71,12 @@ impl Default for Limits {
     }
 }
 
-const MAX_PAGES: usize = 32;
+/// Pages in the directory (the last ones stay unallocated with the default
+/// `max_slots`).
+pub(crate) const MAX_PAGES: usize = 32;
+
+/// Free slots a thread keeps for itself at most; more go to the shared stack.
+const LOCAL_FREE: usize = 64;
 
 /// What a slot-level operation found wrong with a handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +101,7 @@ pub(crate) enum Refusal {
 /// [`Table::take_payload`] gives what to release; dropping the claim marks the
 /// release done (`Retained`), even when unwinding.
 #[must_use = "a claimed release must be carried out"]
-pub(crate) struct Claim<'t, P> {
+pub(crate) struct Claim<'t, P: Send + 'static> {
     table: &'t Table<P>,
     index: u32,
     generation: u32,
@@ -92,34 +110,44 @@ pub(crate) struct Claim<'t, P> {
     retention: core::cell::Cell<Option<(u64, u64)>>,
 }
 
-impl<P> Claim<'_, P> {
+impl<P: Send + 'static> Claim<'_, P> {
     /// The handle whose release is claimed.
     pub(crate) fn handle(&self) -> u64 {
         self.table.encode(self.index, self.generation)
     }
 }
 
-impl<P> Drop for Claim<'_, P> {
+impl<P: Send + 'static> Drop for Claim<'_, P> {
     fn drop(&mut self) {
         self.table
             .complete_release(self.index, self.generation, self.retention.get());
     }
 }
 
-/// What `end_by_handle` returns: the ended access's stored object and upgrade
-/// flag, and the release claim if it was the last access of a draining slot.
-pub(crate) type Ended<'t, P> = ((*mut c_void, bool), Option<Claim<'t, P>>);
+/// What an ended access had published (read before the count fell, while
+/// the generation provably held it) and the release claim, if the end was
+/// the last of a draining slot.
+pub(crate) struct Ended<'t, P: Send + 'static> {
+    pub(crate) published: Published,
+    pub(crate) claim: Option<Claim<'t, P>>,
+}
 
 /// An access that began on a slot; end it with [`Table::end`].
-pub(crate) struct Access<'t, P> {
-    pub(crate) slot: &'t Slot<P>,
+pub(crate) struct Access<'t> {
+    pub(crate) slot: &'t Slot,
     pub(crate) index: u32,
     pub(crate) generation: u32,
-    pub(crate) object: *mut c_void,
-    /// The registration's accounting pointer (see [`Table::insert_accounted`]).
-    pub(crate) accounting: *mut c_void,
-    /// Whether `object` must be upgraded for the access (a weak registration).
-    pub(crate) upgrade: bool,
+    /// What the registration published (see [`Published`]).
+    pub(crate) published: Published,
+}
+
+/// The table geometry and word layout that `gcs_table_view` publishes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct View {
+    pub(crate) pages: *const AtomicPtr<Slot>,
+    pub(crate) page_count: u32,
+    pub(crate) first_page_log2: u32,
+    pub(crate) salt: u64,
 }
 
 /// The handle table. `P` is what a registration holds (see `crate::object`).
@@ -127,31 +155,39 @@ pub(crate) struct Table<P> {
     salt: u64,
     limits: Limits,
     first_page_len: u64,
-    pages: [AtomicPtr<Slot<P>>; MAX_PAGES],
+    /// Whether threads keep their own free slots and retained queue (the
+    /// process's table only: see [`Table::new_process`]).
+    thread_local: bool,
+    pages: [AtomicPtr<Slot>; MAX_PAGES],
+    cold_pages: [AtomicPtr<Cold<P>>; MAX_PAGES],
     /// Treiber stack head: `(tag << 32) | (index + 1)`, 0 index part = empty.
     free_head: AtomicU64,
     /// Slots ever created; guarded by the lock (the growth slow path).
     created: Mutex<u32>,
     /// Released slots in release order: (index, generation, expiry in
-    /// `clock::now_ms()` time).
+    /// `clock::now_ms()` time). All of them for other tables; those of
+    /// threads that exited for the process's table.
     retained: Mutex<VecDeque<(u32, u32, u64)>>,
 }
 
 // SAFETY: the raw page pointers are owned by the table and only ever read
-// through shared references to `Slot`s, whose fields are atomics and a mutex;
-// the payloads inside are only touched under that mutex, so `P: Send` suffices.
+// through shared references to `Slot`s and `Cold`s, whose fields are atomics
+// and a mutex; the payloads inside are only touched under that mutex, so
+// `P: Send` suffices.
 unsafe impl<P: Send> Send for Table<P> {}
 // SAFETY: as above.
 unsafe impl<P: Send> Sync for Table<P> {}
 
-impl<P> Table<P> {
+impl<P: Send + 'static> Table<P> {
     pub(crate) fn new(limits: Limits, salt: u64) -> Self {
         assert!(limits.first_page_log2 < 16 && limits.max_generation >= 1);
         Table {
             salt,
             limits,
             first_page_len: 1 << limits.first_page_log2,
+            thread_local: false,
             pages: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),
+            cold_pages: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),
             free_head: AtomicU64::new(0),
             created: Mutex::new(0),
             retained: Mutex::new(VecDeque::new()),
@@ -161,14 +197,24 @@ impl<P> Table<P> {
     /// The handle of generation `generation` of slot `index`.
     #[inline]
     pub(crate) fn encode(&self, index: u32, generation: u32) -> u64 {
-        (((generation as u64) << 32) | index as u64) ^ self.salt
+        (((generation as u64) << GEN_SHIFT) | index as u64) ^ self.salt
     }
 
     /// `(index, generation)` of a handle value; any value decodes.
     #[inline]
     pub(crate) fn decode(&self, handle: u64) -> (u32, u32) {
         let raw = handle ^ self.salt;
-        (raw as u32, (raw >> 32) as u32)
+        (raw as u32, (raw >> GEN_SHIFT) as u32)
+    }
+
+    /// What `gcs_table_view` publishes.
+    pub(crate) fn view(&self) -> View {
+        View {
+            pages: self.pages.as_ptr(),
+            page_count: MAX_PAGES as u32,
+            first_page_log2: self.limits.first_page_log2,
+            salt: self.salt,
+        }
     }
 
     /// Page and offset of a slot index (`index + first_page_len` has its top
@@ -181,10 +227,10 @@ impl<P> Table<P> {
         (page, offset)
     }
 
-    /// The slot at `index`, if its page exists. Never dereferences anything
-    /// derived from a caller's value before this bounds check.
+    /// The hot slot at `index`, if its page exists. Never dereferences
+    /// anything derived from a caller's value before this bounds check.
     #[inline]
-    pub(crate) fn slot(&self, index: u32) -> Option<&Slot<P>> {
+    pub(crate) fn slot(&self, index: u32) -> Option<&Slot> {
         let (page, offset) = self.locate(index);
         // Acquire: pairs with the Release that published the page, so its
         // slots' initialisation is visible.
@@ -198,9 +244,22 @@ impl<P> Table<P> {
         Some(unsafe { &*base.add(offset) })
     }
 
+    /// The cold twin of the slot at `index`, if its page exists.
+    #[inline]
+    pub(crate) fn cold(&self, index: u32) -> Option<&Cold<P>> {
+        let (page, offset) = self.locate(index);
+        // Acquire: as in `slot`.
+        let base = self.cold_pages.get(page)?.load(Ordering::Acquire);
+        if base.is_null() {
+            return None;
+        }
+        // SAFETY: as in `slot`, for the cold page published with it.
+        Some(unsafe { &*base.add(offset) })
+    }
+
     /// The slot a handle names and the generation it claims.
     #[inline]
-    pub(crate) fn locate_handle(&self, handle: u64) -> Option<(&Slot<P>, u32, u32)> {
+    pub(crate) fn locate_handle(&self, handle: u64) -> Option<(&Slot, u32, u32)> {
         let (index, generation) = self.decode(handle);
         if generation == 0 {
             return None;
@@ -224,41 +283,30 @@ impl<P> Table<P> {
         }
     }
 
+    fn claim(&self, index: u32, generation: u32) -> Claim<'_, P> {
+        Claim {
+            table: self,
+            index,
+            generation,
+            retention: Default::default(),
+        }
+    }
+
     // ----- registration ---------------------------------------------------
 
     /// Register: reserve a free slot, fill it with what `make` returns (called
     /// only once a slot is secured, so a full table takes no reference), publish
     /// it `Live`, and return the new handle.
-    #[cfg_attr(not(test), allow(dead_code))] // the unit tests and loom models use it
     pub(crate) fn insert(
         &self,
-        make: impl FnOnce() -> (*mut c_void, Details<P>),
-    ) -> Result<u64, Refusal> {
-        self.insert_accounted(|| {
-            let (object, details) = make();
-            (object, core::ptr::null_mut(), false, details)
-        })
-    }
-
-    /// [`insert`](Self::insert) with an accounting pointer, which every
-    /// access of the registration is handed (valid as long as `object`), and
-    /// whether accesses must upgrade `object` (see [`Access::upgrade`]).
-    pub(crate) fn insert_accounted(
-        &self,
-        make: impl FnOnce() -> (*mut c_void, *mut c_void, bool, Details<P>),
+        make: impl FnOnce() -> (Published, Details<P>),
     ) -> Result<u64, Refusal> {
         let (index, slot, generation) = loop {
-            let index = match self.pop_free() {
-                Some(index) => index,
-                None => match self.create_slot() {
-                    Some(index) => index,
-                    None => return Err(Refusal::Full),
-                },
-            };
+            let index = self.take_free().ok_or(Refusal::Full)?;
             let slot = self.slot(index).expect("allocated slot has a page");
-            // Relaxed: this thread owns the Free slot; the Release store below
-            // publishes everything written here. Only slots below the last
-            // generation are ever freed, so this cannot pass it.
+            // Relaxed: this thread owns the Free slot; the Release store in
+            // `publish` publishes everything written here. Only slots below
+            // the last generation are ever freed, so this cannot pass it.
             let generation = slot.load(Ordering::Relaxed).generation() + 1;
             if self.encode(index, generation) != 0 {
                 break (index, slot, generation);
@@ -268,18 +316,37 @@ impl<P> Table<P> {
             slot.state
                 .store(Word::new(generation, Phase::Free, 0).0, Ordering::Relaxed);
             if generation < self.limits.max_generation {
-                self.push_free(index);
+                self.give_free(index);
             }
         };
-        let (object, accounting, upgrade, details) = make();
-        *slot.details() = details;
-        slot.object.store(object, Ordering::Relaxed);
-        slot.accounting.store(accounting, Ordering::Relaxed);
-        slot.upgrade.store(upgrade, Ordering::Relaxed);
-        // Release: publishes the object pointer and details to accessors.
-        slot.state
-            .store(Word::new(generation, Phase::Live, 0).0, Ordering::Release);
+        let (published, details) = make();
+        *self
+            .cold(index)
+            .expect("a slot has its cold twin")
+            .details() = details;
+        slot.publish(generation, published);
         Ok(self.encode(index, generation))
+    }
+
+    /// A free slot this thread now owns: its own cache, the shared stack,
+    /// or fresh ones. `None` when the table is full.
+    fn take_free(&self) -> Option<u32> {
+        let cached = if self.thread_local {
+            local::pop_free()
+        } else {
+            None
+        };
+        cached
+            .or_else(|| self.pop_free())
+            .or_else(|| self.create_slots())
+    }
+
+    /// Hand a freed slot back: to this thread's cache (the process's table),
+    /// else to the shared stack.
+    fn give_free(&self, index: u32) {
+        if !(self.thread_local && local::push_free(self.process(), index)) {
+            self.push_free(index);
+        }
     }
 
     /// Pop a free slot index off the Treiber stack.
@@ -291,7 +358,7 @@ impl<P> Table<P> {
             if top == 0 {
                 return None;
             }
-            let next = self.slot(top - 1)?.next_free.load(Ordering::Relaxed);
+            let next = self.cold(top - 1)?.next_free.load(Ordering::Relaxed);
             // The tag changes on every push and pop, so a head that was popped
             // and pushed back meanwhile (ABA) fails this exchange.
             let new = ((head >> 32).wrapping_add(1) << 32) | next as u64;
@@ -307,12 +374,12 @@ impl<P> Table<P> {
         }
     }
 
-    /// Push a slot index onto the free list.
+    /// Push a slot index onto the shared free stack.
     fn push_free(&self, index: u32) {
-        let slot = self.slot(index).expect("freed slot has a page");
+        let cold = self.cold(index).expect("freed slot has a page");
         let mut head = self.free_head.load(Ordering::Relaxed);
         loop {
-            slot.next_free.store(head as u32, Ordering::Relaxed);
+            cold.next_free.store(head as u32, Ordering::Relaxed);
             let new = ((head >> 32).wrapping_add(1) << 32) | (index as u64 + 1);
             // Release: publishes `next_free` (and the slot's Free word) to the popper.
             match self.free_head.compare_exchange_weak(
@@ -327,29 +394,54 @@ impl<P> Table<P> {
         }
     }
 
-    /// Create a never-used slot, allocating its page if needed. `None` when
-    /// the table is at `max_slots` or memory for a page cannot be had.
+    /// Create never-used slots, allocating their page if needed, and return
+    /// one: [`BLOCK`] of them for the process's table (the others go to this
+    /// thread's cache), one for other tables. `None` when the table is at
+    /// `max_slots` or memory for a page cannot be had.
     #[cold]
-    fn create_slot(&self) -> Option<u32> {
+    fn create_slots(&self) -> Option<u32> {
         let mut created = self.created.lock();
-        let index = *created;
-        if index >= self.limits.max_slots {
+        let first = *created;
+        if first >= self.limits.max_slots {
             return None;
         }
-        let (page, _) = self.locate(index);
-        let cell = self.pages.get(page)?;
-        if cell.load(Ordering::Relaxed).is_null() {
-            let len = (self.first_page_len as usize) << page;
-            let mut slots: Vec<Slot<P>> = Vec::new();
-            slots.try_reserve_exact(len).ok()?;
-            slots.extend((0..len).map(|_| Slot::new()));
-            let base = Box::into_raw(slots.into_boxed_slice()) as *mut Slot<P>;
-            // Release: the slots' initialisation happens-before any Acquire
-            // load that sees this pointer.
-            cell.store(base, Ordering::Release);
+        let wanted = if self.thread_local { BLOCK } else { 1 };
+        let count = wanted.min(self.limits.max_slots - first);
+        // A block never straddles two pages: pages hold a multiple of BLOCK.
+        for index in first..first + count {
+            self.ensure_page(index)?;
         }
-        *created = index + 1;
-        Some(index)
+        *created = first + count;
+        drop(created);
+        // The rest of the block, highest first, so that pops ascend.
+        for index in (first + 1..first + count).rev() {
+            self.give_free(index);
+        }
+        Some(first)
+    }
+
+    /// Allocate the page (hot and cold) holding `index`, if it is not there.
+    /// Under the growth lock.
+    fn ensure_page(&self, index: u32) -> Option<()> {
+        let (page, _) = self.locate(index);
+        let hot = self.pages.get(page)?;
+        if !hot.load(Ordering::Relaxed).is_null() {
+            return Some(());
+        }
+        let len = (self.first_page_len as usize) << page;
+        let cold = allocate_page(len, Cold::new)?;
+        let Some(slots) = allocate_page(len, Slot::new) else {
+            // SAFETY: `cold` came from `allocate_page` with `len` entries and
+            // was never published.
+            drop(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(cold, len)) });
+            return None;
+        };
+        // Release: the entries' initialisation happens-before any Acquire
+        // load that sees these pointers. Cold first, so that whoever sees the
+        // hot page finds its cold twin.
+        self.cold_pages[page].store(cold, Ordering::Release);
+        hot.store(slots, Ordering::Release);
+        Some(())
     }
 
     /// Slots created so far (for statistics and tests).
@@ -362,44 +454,32 @@ impl<P> Table<P> {
     /// Begin an access: the fast path. Lock-free, allocation-free, one CAS on
     /// the slot's own line when uncontended.
     #[inline]
-    pub(crate) fn begin(&self, handle: u64) -> Result<Access<'_, P>, Refusal> {
+    pub(crate) fn begin(&self, handle: u64) -> Result<Access<'_>, Refusal> {
         let Some((slot, index, generation)) = self.locate_handle(handle) else {
             return Err(Refusal::InvalidHandle);
         };
-        // No load first: guess "live, no access in flight", the common case,
-        // so an uncontended access is one CAS (a load would first pull the
-        // line in shared state, then the CAS upgrade it: two transitions when
-        // another core had it). A wrong guess costs one failed CAS, which
-        // returns the actual word to check and retry with.
-        let mut word = Word::new(generation, Phase::Live, 0);
-        loop {
-            if !word.is_live(generation) || word.count() == MAX_ACCESSES {
-                return Err(Self::refusal(word, generation));
-            }
-            // Acquire on success: see the registration's writes (module doc of
-            // `slot`). Relaxed on failure: we only retry.
-            match slot.state.compare_exchange_weak(
-                word.0,
-                word.0 + 1,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(actual) => word = Word(actual),
-            }
-        }
-        // Relaxed: ordered by the Acquire above; stable while we hold a count.
-        let object = slot.object.load(Ordering::Relaxed);
-        let accounting = slot.accounting.load(Ordering::Relaxed);
-        let upgrade = slot.upgrade.load(Ordering::Relaxed);
+        let word = slot
+            .begin(generation)
+            .map_err(|word| Self::refusal(word, generation))?;
         Ok(Access {
             slot,
             index,
             generation,
-            object,
-            accounting,
-            upgrade,
+            published: Self::published(slot, word),
         })
+    }
+
+    /// What a registration published, read while a count of it is held.
+    #[inline]
+    fn published(slot: &Slot, word: Word) -> Published {
+        // Relaxed: ordered by the Acquire that took (or checked) the count;
+        // stable while a count of the generation is held.
+        Published {
+            object: slot.object.load(Ordering::Relaxed),
+            accounting: slot.accounting.load(Ordering::Relaxed),
+            aux: slot.aux.load(Ordering::Relaxed),
+            slow: word.slow(),
+        }
     }
 
     /// End an access begun by [`begin`](Self::begin). Returns the release
@@ -411,42 +491,14 @@ impl<P> Table<P> {
     /// "our" count; then this does nothing rather than wrap the count into
     /// the phase and generation bits (which would reissue a handle value).
     #[inline]
-    pub(crate) fn end(&self, access: Access<'_, P>) -> Option<Claim<'_, P>> {
-        let generation = access.generation;
-        // Guess the uncontended word (live, ours the only access): one RMW,
-        // no load first, as in `begin`.
-        let mut word = Word::new(generation, Phase::Live, 1);
-        loop {
-            if word.generation() != generation || word.count() == 0 {
-                return None; // our count was taken by an unmatched end
-            }
-            // AcqRel: see the module doc of `slot`.
-            match access.slot.state.compare_exchange_weak(
-                word.0,
-                word.0 - 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(actual) => word = Word(actual),
-            }
-        }
-        if word.phase() == Phase::Draining && word.count() == 1 {
-            return Some(Claim {
-                table: self,
-                index: access.index,
-                generation,
-                retention: Default::default(),
-            });
-        }
-        None
+    pub(crate) fn end(&self, access: Access<'_>) -> Option<Claim<'_, P>> {
+        let word = access.slot.end(access.generation).ok()?;
+        (word.phase() == Phase::Draining && word.count() == 1)
+            .then(|| self.claim(access.index, access.generation))
     }
 
     /// End an access by handle value, validating everything first (the
-    /// C-level `gcs_access_end`, which may be handed anything). Returns the
-    /// stored object pointer and upgrade flag of the ended access (read
-    /// before the count fell, while the generation provably held them) and
-    /// the release claim, if any.
+    /// C-level `gcs_access_end`, which may be handed anything).
     pub(crate) fn end_by_handle(&self, handle: u64) -> Result<Ended<'_, P>, Refusal> {
         let Some((slot, index, generation)) = self.locate_handle(handle) else {
             return Err(Refusal::InvalidHandle);
@@ -467,12 +519,11 @@ impl<P> Table<P> {
                 return Err(Refusal::NotAccessing);
             }
             // Read between the load that saw count > 0 for this generation and
-            // the CAS that checks the word is unchanged: the pointer is fixed
+            // the CAS that checks the word is unchanged: the pointers are fixed
             // for a generation while any count is held, so if the CAS succeeds
-            // this is the pointer of the access we end.
-            let object = slot.object.load(Ordering::Relaxed);
-            let upgrade = slot.upgrade.load(Ordering::Relaxed);
-            // AcqRel: as `end`.
+            // they are those of the access we end.
+            let published = Self::published(slot, word);
+            // AcqRel: as `Slot::end`.
             match slot.state.compare_exchange_weak(
                 word.0,
                 word.0 - 1,
@@ -480,14 +531,9 @@ impl<P> Table<P> {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    let claim =
-                        (word.phase() == Phase::Draining && word.count() == 1).then(|| Claim {
-                            table: self,
-                            index,
-                            generation,
-                            retention: Default::default(),
-                        });
-                    return Ok(((object, upgrade), claim));
+                    let claim = (word.phase() == Phase::Draining && word.count() == 1)
+                        .then(|| self.claim(index, generation));
+                    return Ok(Ended { published, claim });
                 }
                 Err(actual) => word = Word(actual),
             }
@@ -503,9 +549,11 @@ impl<P> Table<P> {
     /// Whether the handle is live (accesses would be accepted now).
     #[inline]
     pub(crate) fn is_live(&self, handle: u64) -> bool {
-        // Relaxed: a snapshot; it synchronizes nothing.
-        self.word(handle)
-            .is_some_and(|(word, generation)| word.is_live(generation))
+        self.locate_handle(handle)
+            .is_some_and(|(slot, _, generation)| {
+                // Relaxed: a snapshot; it synchronizes nothing.
+                slot.load(Ordering::Relaxed).is_live(generation)
+            })
     }
 
     /// Why a handle cannot be accessed now (`Ok` if it can).
@@ -525,38 +573,15 @@ impl<P> Table<P> {
         let Some((slot, index, generation)) = self.locate_handle(handle) else {
             return Err(Refusal::InvalidHandle);
         };
-        let mut word = slot.load(Ordering::Relaxed);
-        loop {
-            let registered = matches!(word.phase(), Phase::Live | Phase::Invalidated);
-            if word.generation() != generation || !registered {
-                return Err(match Self::refusal(word, generation) {
-                    Refusal::Releasing | Refusal::Invalidated | Refusal::TooManyAccesses => {
-                        Refusal::Released
-                    }
-                    other => other,
-                });
-            }
-            let draining = word.with_phase(Phase::Draining);
-            // AcqRel: Acquire so that a claimer (count 0) sees all accessors'
-            // Release decrements; Release so that a later claimer (the last
-            // accessor) sees what this thread did before unregistering.
-            match slot.state.compare_exchange_weak(
-                word.0,
-                draining.0,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) if word.count() == 0 => {
-                    return Ok(Some(Claim {
-                        table: self,
-                        index,
-                        generation,
-                        retention: Default::default(),
-                    }));
+        match slot.unregister(generation) {
+            Ok(word) if word.count() == 0 => Ok(Some(self.claim(index, generation))),
+            Ok(_) => Ok(None),
+            Err(word) => Err(match Self::refusal(word, generation) {
+                Refusal::Releasing | Refusal::Invalidated | Refusal::TooManyAccesses => {
+                    Refusal::Released
                 }
-                Ok(_) => return Ok(None),
-                Err(actual) => word = Word(actual),
-            }
+                other => other,
+            }),
         }
     }
 
@@ -574,46 +599,29 @@ impl<P> Table<P> {
         handle: u64,
         f: impl FnOnce(&mut Details<P>),
     ) -> Result<(), Refusal> {
-        let Some((slot, _, generation)) = self.locate_handle(handle) else {
+        let Some((slot, index, generation)) = self.locate_handle(handle) else {
             return Err(Refusal::InvalidHandle);
         };
-        let mut details = slot.details();
-        let mut word = slot.load(Ordering::Relaxed);
-        loop {
-            if word.generation() != generation || word.phase() != Phase::Live {
-                return Err(match Self::refusal(word, generation) {
-                    Refusal::Releasing => Refusal::Released,
-                    other => other,
-                });
+        let mut details = self
+            .cold(index)
+            .expect("a slot has its cold twin")
+            .details();
+        match slot.invalidate(generation) {
+            Ok(()) => {
+                f(&mut details);
+                Ok(())
             }
-            // Release: nothing to acquire; orders earlier writes before the refusal.
-            match slot.state.compare_exchange_weak(
-                word.0,
-                word.with_phase(Phase::Invalidated).0,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    f(&mut details);
-                    return Ok(());
-                }
-                Err(actual) => word = Word(actual),
-            }
+            Err(word) => Err(match Self::refusal(word, generation) {
+                Refusal::Releasing => Refusal::Released,
+                other => other,
+            }),
         }
     }
 
     /// Take the payload of a claimed slot (once), stamping the release time.
     #[cfg_attr(not(test), allow(dead_code))] // the unit tests and loom models use it
     pub(crate) fn take_payload(&self, claim: &Claim<'_, P>) -> Option<P> {
-        let slot = self.slot(claim.index)?;
-        // Relaxed: the claim already ordered us after every accessor.
-        slot.object.store(core::ptr::null_mut(), Ordering::Relaxed);
-        let mut details = slot.details();
-        details.released_at_ms = clock::now_ms();
-        claim
-            .retention
-            .set(Some((details.released_at_ms, details.retention_ms)));
-        details.payload.take()
+        self.claimed_details(claim, |details| details.payload.take())
     }
 
     /// Run `f` on the details of a claimed slot (the claimer owns the release).
@@ -622,10 +630,8 @@ impl<P> Table<P> {
         claim: &Claim<'_, P>,
         f: impl FnOnce(&mut Details<P>) -> R,
     ) -> R {
-        let slot = self.slot(claim.index).expect("a claimed slot exists");
-        // Relaxed: the claim already ordered us after every accessor.
-        slot.object.store(core::ptr::null_mut(), Ordering::Relaxed);
-        let mut details = slot.details();
+        let cold = self.cold(claim.index).expect("a claimed slot exists");
+        let mut details = cold.details();
         if details.released_at_ms == 0 {
             details.released_at_ms = clock::now_ms();
         }
@@ -637,43 +643,45 @@ impl<P> Table<P> {
 
     /// `Draining(g, 0)` → `Retained(g, 0)`, then sweep old retained states.
     fn complete_release(&self, index: u32, generation: u32, retention: Option<(u64, u64)>) {
-        let Some(slot) = self.slot(index) else { return };
+        let (Some(slot), Some(cold)) = (self.slot(index), self.cold(index)) else {
+            return;
+        };
         let (released_at_ms, retention_ms) = retention.unwrap_or_else(|| {
-            let details = slot.details();
+            let details = cold.details();
             (details.released_at_ms, details.retention_ms)
         });
-        // Release: everything the release did happens-before an Acquire load
-        // that sees Retained (`gcs_unregister_sync`).
-        slot.state.store(
-            Word::new(generation, Phase::Retained, 0).0,
-            Ordering::Release,
-        );
+        slot.complete_release(generation);
         if retention_ms == 0 || self.limits.max_retained == 0 {
             self.sweep(index, generation);
             return;
         }
+        let entry = (
+            index,
+            generation,
+            released_at_ms.saturating_add(retention_ms),
+        );
+        let now = clock::now_ms();
         let mut expired = [(0u32, 0u32); 4];
-        let mut n = 0;
-        {
-            let mut queue = self.retained.lock();
-            queue.push_back((
-                index,
-                generation,
-                released_at_ms.saturating_add(retention_ms),
-            ));
-            let now = clock::now_ms();
-            while n < expired.len() {
-                let Some(&(old_index, old_generation, expires)) = queue.front() else {
-                    break;
-                };
-                if queue.len() <= self.limits.max_retained && now < expires {
-                    break;
-                }
-                queue.pop_front();
-                expired[n] = (old_index, old_generation);
-                n += 1;
-            }
-        }
+        let kept = if self.thread_local {
+            local::retain(
+                self.process(),
+                entry,
+                self.limits.max_retained,
+                now,
+                &mut expired,
+            )
+        } else {
+            None
+        };
+        let n = kept.unwrap_or_else(|| {
+            retain_in(
+                &mut self.retained.lock(),
+                entry,
+                self.limits.max_retained,
+                now,
+                &mut expired,
+            )
+        });
         for &(old_index, old_generation) in &expired[..n] {
             self.sweep(old_index, old_generation);
         }
@@ -681,36 +689,33 @@ impl<P> Table<P> {
 
     /// `Retained(g)` → `Free(g)`: drop the details and recycle (or retire) the slot.
     fn sweep(&self, index: u32, generation: u32) {
-        let Some(slot) = self.slot(index) else { return };
+        let (Some(slot), Some(cold)) = (self.slot(index), self.cold(index)) else {
+            return;
+        };
         let dropped = {
-            let mut details = slot.details();
-            let retained = Word::new(generation, Phase::Retained, 0);
+            let mut details = cold.details();
             // Under the detail lock, so no reader sees the details vanish.
-            // Relaxed: the lock orders the details; the free-list push publishes.
-            if slot
-                .state
-                .compare_exchange(
-                    retained.0,
-                    Word::new(generation, Phase::Free, 0).0,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-            {
+            if !slot.sweep(generation) {
                 return;
             }
             core::mem::replace(&mut *details, Details::empty())
         };
         drop(dropped);
         if generation < self.limits.max_generation {
-            self.push_free(index);
+            self.give_free(index);
         }
         // else: retired; its handles can never be issued again.
     }
 
-    /// Sweep every retained state whose retention is over (the periodic sweep).
+    /// Sweep every retained state whose retention is over (the periodic
+    /// sweep): this thread's, and the shared queue's.
     pub(crate) fn sweep_expired(&self) {
         let now = clock::now_ms();
+        if self.thread_local {
+            while let Some((index, generation)) = local::pop_expired(now) {
+                self.sweep(index, generation);
+            }
+        }
         loop {
             let next = {
                 let mut queue = self.retained.lock();
@@ -734,18 +739,9 @@ impl<P> Table<P> {
         handle: u64,
         f: impl FnOnce(Word, &Details<P>) -> R,
     ) -> Option<R> {
-        let (slot, _, generation) = self.locate_handle(handle)?;
-        let details = slot.details();
-        // Under the lock the word cannot leave Retained for Free.
-        let word = slot.load(Ordering::Acquire);
-        if word.generation() != generation || word.phase() == Phase::Free {
-            return None;
-        }
-        Some(f(word, &details))
+        self.with_details_mut(handle, |word, details| f(word, details))
     }
-}
 
-impl<P> Table<P> {
     /// Run `f` on the details of the slot a handle names, mutably, if that
     /// slot still holds the handle's generation (in any phase but `Free`).
     pub(crate) fn with_details_mut<R>(
@@ -753,8 +749,9 @@ impl<P> Table<P> {
         handle: u64,
         f: impl FnOnce(Word, &mut Details<P>) -> R,
     ) -> Option<R> {
-        let (slot, _, generation) = self.locate_handle(handle)?;
-        let mut details = slot.details();
+        let (slot, index, generation) = self.locate_handle(handle)?;
+        let mut details = self.cold(index)?.details();
+        // Under the lock the word cannot leave Retained for Free.
         let word = slot.load(Ordering::Acquire);
         if word.generation() != generation || word.phase() == Phase::Free {
             return None;
@@ -766,10 +763,10 @@ impl<P> Table<P> {
     /// or Draining), under that slot's detail lock: `f` must not run user code.
     pub(crate) fn for_each_registered(&self, mut f: impl FnMut(u64, Word, &Details<P>)) {
         for index in 0..self.capacity() {
-            let Some(slot) = self.slot(index) else {
+            let (Some(slot), Some(cold)) = (self.slot(index), self.cold(index)) else {
                 continue;
             };
-            let details = slot.details();
+            let details = cold.details();
             let word = slot.load(Ordering::Acquire);
             if matches!(
                 word.phase(),
@@ -781,10 +778,170 @@ impl<P> Table<P> {
     }
 }
 
+impl<P: Send + 'static> Table<P> {
+    /// This table as the process's table, for the exit handler of threads
+    /// that cache its slots. Only for a table made by `new_process`.
+    fn process(&self) -> &'static dyn local::Adopt {
+        debug_assert!(self.thread_local);
+        // SAFETY: `thread_local` tables come from `new_process`, whose
+        // contract is that the table is never dropped: it lives for the rest
+        // of the process, which is what `'static` promises.
+        unsafe { &*(self as *const Self) }
+    }
+}
+
+impl<P: Send + 'static> Table<P> {
+    /// The process's table: like [`new`](Self::new), with per-thread free
+    /// slots and retained queues (see the module documentation).
+    ///
+    /// # Safety
+    /// The table must never be dropped (a `static`): threads hand their free
+    /// slots back to it when they exit, whenever that is.
+    pub(crate) unsafe fn new_process(limits: Limits, salt: u64) -> Self {
+        let mut table = Table::new(limits, salt);
+        table.thread_local = true;
+        table
+    }
+}
+
+/// Push a retained entry on a queue capped at `max`, and pop into `expired`
+/// (at most its length) those over the cap or past their expiry; their count.
+fn retain_in(
+    queue: &mut VecDeque<(u32, u32, u64)>,
+    entry: (u32, u32, u64),
+    max: usize,
+    now: u64,
+    expired: &mut [(u32, u32)],
+) -> usize {
+    queue.push_back(entry);
+    let mut n = 0;
+    while n < expired.len() {
+        let Some(&(index, generation, expires)) = queue.front() else {
+            break;
+        };
+        if queue.len() <= max && now < expires {
+            break;
+        }
+        queue.pop_front();
+        expired[n] = (index, generation);
+        n += 1;
+    }
+    n
+}
+
+/// Allocate a page of `len` entries made by `make`, fallibly.
+fn allocate_page<T>(len: usize, make: impl Fn() -> T) -> Option<*mut T> {
+    let mut entries: Vec<T> = Vec::new();
+    entries.try_reserve_exact(len).ok()?;
+    entries.extend((0..len).map(|_| make()));
+    Some(Box::into_raw(entries.into_boxed_slice()) as *mut T)
+}
+
+/// The per-thread part of the process's table: free slots this thread owns
+/// and the releases it retains. One process table exists, so these need no
+/// key; a thread that exits hands them to it.
+mod local {
+    use super::*;
+
+    /// What a thread keeps.
+    #[derive(Default)]
+    pub(super) struct Local {
+        free: Vec<u32>,
+        retained: VecDeque<(u32, u32, u64)>,
+    }
+
+    /// The process's table, as the exit handler of a thread sees it.
+    pub(super) trait Adopt: Sync {
+        /// Take back a thread's free slots and retained releases.
+        fn adopt(&self, local: Local);
+    }
+
+    /// Hands the thread's part back at thread exit.
+    struct Owner(Local);
+
+    impl Drop for Owner {
+        fn drop(&mut self) {
+            if let Some(table) = PROCESS.get() {
+                table.adopt(core::mem::take(&mut self.0));
+            }
+        }
+    }
+
+    /// The table whose slots threads cache: the first that asked (there is
+    /// one per process).
+    static PROCESS: std::sync::OnceLock<&'static dyn Adopt> = std::sync::OnceLock::new();
+
+    fn adopter(table: &'static dyn Adopt) {
+        if PROCESS.get().is_none() {
+            let _ = PROCESS.set(table);
+        }
+    }
+
+    std::thread_local! {
+        static LOCAL: RefCell<Owner> = RefCell::new(Owner(Local::default()));
+    }
+
+    /// Run `f` on this thread's part; `None` during thread exit or re-entry.
+    fn with<R>(f: impl FnOnce(&mut Local) -> R) -> Option<R> {
+        LOCAL
+            .try_with(|local| local.try_borrow_mut().ok().map(|mut owner| f(&mut owner.0)))
+            .ok()
+            .flatten()
+    }
+
+    pub(super) fn pop_free() -> Option<u32> {
+        with(|local| local.free.pop()).flatten()
+    }
+
+    /// Keep a free slot; `false` if this thread keeps enough already.
+    pub(super) fn push_free(table: &'static dyn Adopt, index: u32) -> bool {
+        adopter(table);
+        with(|local| {
+            let keep = local.free.len() < LOCAL_FREE;
+            if keep {
+                local.free.push(index);
+            }
+            keep
+        })
+        .unwrap_or(false)
+    }
+
+    pub(super) fn retain(
+        table: &'static dyn Adopt,
+        entry: (u32, u32, u64),
+        max: usize,
+        now: u64,
+        expired: &mut [(u32, u32)],
+    ) -> Option<usize> {
+        adopter(table);
+        with(|local| retain_in(&mut local.retained, entry, max, now, expired))
+    }
+
+    pub(super) fn pop_expired(now: u64) -> Option<(u32, u32)> {
+        with(|local| match local.retained.front() {
+            Some(&(index, generation, expires)) if now >= expires => {
+                local.retained.pop_front();
+                Some((index, generation))
+            }
+            _ => None,
+        })
+        .flatten()
+    }
+
+    impl<P: Send + 'static> Adopt for Table<P> {
+        fn adopt(&self, local: Local) {
+            for index in local.free {
+                self.push_free(index);
+            }
+            self.retained.lock().extend(local.retained);
+        }
+    }
+}
+
 #[cfg(not(loom))]
-impl<P> Table<P> {
+impl<P: Send + 'static> Table<P> {
     /// Fork support: the table's global locks, in their nesting order.
-    pub(crate) fn fork_locks(&self) -> [&dyn crate::fork::ForkLock; 2] {
+    pub(crate) fn fork_locks(&self) -> [&dyn crate::sync::ForkLock; 2] {
         [&self.created, &self.retained]
     }
 
@@ -793,10 +950,10 @@ impl<P> Table<P> {
     pub(crate) fn fork_child_unlock_slots(&self) {
         // `capacity()` takes `created`, which the child handler released.
         for index in 0..self.capacity() {
-            if let Some(slot) = self.slot(index) {
+            if let Some(cold) = self.cold(index) {
                 // SAFETY: in the forked child only this thread exists: a
                 // holder or waiter of this lock is gone for good.
-                unsafe { slot.details_lock().reset_in_child() };
+                unsafe { cold.details_lock().reset_in_child() };
             }
         }
     }
@@ -804,13 +961,18 @@ impl<P> Table<P> {
 
 impl<P> Drop for Table<P> {
     fn drop(&mut self) {
-        for (page, cell) in self.pages.iter().enumerate() {
-            let base = cell.load(Ordering::Acquire);
-            if !base.is_null() {
-                let len = (self.first_page_len as usize) << page;
-                // SAFETY: `base` came from `Box::<[Slot<P>]>::into_raw` of a
-                // slice of exactly `len` slots in `create_slot`, and is freed once.
-                drop(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(base, len)) });
+        for page in 0..MAX_PAGES {
+            let len = (self.first_page_len as usize) << page;
+            let hot = self.pages[page].load(Ordering::Acquire);
+            if !hot.is_null() {
+                // SAFETY: `hot` came from `allocate_page` with exactly `len`
+                // slots in `ensure_page`, and is freed once.
+                drop(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(hot, len)) });
+            }
+            let cold = self.cold_pages[page].load(Ordering::Acquire);
+            if !cold.is_null() {
+                // SAFETY: as above, for the cold page.
+                drop(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(cold, len)) });
             }
         }
     }

@@ -1,7 +1,9 @@
 //! Unit tests of the table with a plain payload (no GLib): these run under
 //! Miri (`cargo +nightly miri test --lib table`).
 
+use super::slot::BLOCK;
 use super::*;
+use core::ffi::c_void;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
 
@@ -44,7 +46,9 @@ fn small(max_slots: u32, max_generation: u32) -> Table<Counted> {
 fn handles_are_never_zero_and_decode_back() {
     let table = small(8, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let h = table.insert(|| (fake(8), details(&released, 0))).unwrap();
+    let h = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
     assert_ne!(h, 0);
     let (index, generation) = table.decode(h);
     assert_eq!((index, generation), (0, 1));
@@ -57,10 +61,10 @@ fn access_unregister_release_exactly_once() {
     let table = small(8, 100);
     let released = Arc::new(AtomicUsize::new(0));
     let h = table
-        .insert(|| (fake(8), details(&released, 1000)))
+        .insert(|| (Published::object(fake(8)), details(&released, 1000)))
         .unwrap();
     let a = table.begin(h).unwrap();
-    assert_eq!(a.object as usize, 8);
+    assert_eq!(a.published.object as usize, 8);
     let b = table.begin(h).unwrap();
     assert!(
         table.unregister(h).unwrap().is_none(),
@@ -85,11 +89,13 @@ fn access_unregister_release_exactly_once() {
 fn end_by_handle_refuses_without_begin_and_changes_nothing() {
     let table = small(8, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let h = table.insert(|| (fake(8), details(&released, 0))).unwrap();
+    let h = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
     assert_eq!(table.end_by_handle(h).err(), Some(Refusal::NotAccessing));
     let _a = table.begin(h).unwrap();
-    let ((object, _), claim) = table.end_by_handle(h).unwrap();
-    assert_eq!(object as usize, 8);
+    let Ended { published, claim } = table.end_by_handle(h).unwrap();
+    assert_eq!(published.object as usize, 8);
     assert!(claim.is_none());
     assert_eq!(table.end_by_handle(h).err(), Some(Refusal::NotAccessing));
     assert!(table.is_live(h));
@@ -117,11 +123,15 @@ fn forged_values_are_refused_without_touching_memory() {
 fn retention_then_reuse_with_a_new_generation() {
     let table = small(1, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let h1 = table.insert(|| (fake(8), details(&released, 0))).unwrap();
+    let h1 = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
     let claim = table.unregister(h1).unwrap().unwrap();
     release(&table, claim);
     // Retention 0: swept at once, so the single slot is reused.
-    let h2 = table.insert(|| (fake(16), details(&released, 0))).unwrap();
+    let h2 = table
+        .insert(|| (Published::object(fake(16)), details(&released, 0)))
+        .unwrap();
     assert_ne!(h1, h2);
     assert_eq!(table.decode(h1).0, table.decode(h2).0);
     assert_eq!(table.begin(h1).err(), Some(Refusal::Released));
@@ -138,12 +148,16 @@ fn retention_then_reuse_with_a_new_generation() {
 fn full_table_refuses_and_calls_nothing() {
     let table = small(2, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let _a = table.insert(|| (fake(8), details(&released, 0))).unwrap();
-    let _b = table.insert(|| (fake(8), details(&released, 0))).unwrap();
+    let _a = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
+    let _b = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
     let made = std::cell::Cell::new(false);
     let full = table.insert(|| {
         made.set(true);
-        (fake(8), details(&released, 0))
+        (Published::object(fake(8)), details(&released, 0))
     });
     assert_eq!(full.err(), Some(Refusal::Full));
     assert!(!made.get(), "no reference is taken when no slot is free");
@@ -155,12 +169,16 @@ fn slots_retire_at_the_last_generation() {
     let released = Arc::new(AtomicUsize::new(0));
     let mut seen = std::collections::HashSet::new();
     for _ in 0..3 {
-        let h = table.insert(|| (fake(8), details(&released, 0))).unwrap();
+        let h = table
+            .insert(|| (Published::object(fake(8)), details(&released, 0)))
+            .unwrap();
         assert!(seen.insert(h), "a handle value is never issued twice");
         release(&table, table.unregister(h).unwrap().unwrap());
     }
     assert_eq!(
-        table.insert(|| (fake(8), details(&released, 0))).err(),
+        table
+            .insert(|| (Published::object(fake(8)), details(&released, 0)))
+            .err(),
         Some(Refusal::Full)
     );
     assert_eq!(released.load(StdOrdering::SeqCst), 3);
@@ -173,7 +191,7 @@ fn retained_states_are_capped_fifo() {
     let handles: Vec<u64> = (0..3)
         .map(|_| {
             let h = table
-                .insert(|| (fake(8), details(&released, 60_000)))
+                .insert(|| (Published::object(fake(8)), details(&released, 60_000)))
                 .unwrap();
             release(&table, table.unregister(h).unwrap().unwrap());
             h
@@ -190,7 +208,9 @@ fn retained_states_are_capped_fifo() {
 fn invalidate_keeps_registration_until_unregister() {
     let table = small(8, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let h = table.insert(|| (fake(8), details(&released, 0))).unwrap();
+    let h = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
     table.invalidate(h).unwrap();
     assert_eq!(table.invalidate(h).err(), Some(Refusal::Invalidated));
     assert_eq!(table.begin(h).err(), Some(Refusal::Invalidated));
@@ -204,7 +224,9 @@ fn threads_race_access_against_unregister() {
     let table = Arc::new(small(64, u32::MAX));
     for _ in 0..if cfg!(miri) { 2 } else { 200 } {
         let released = Arc::new(AtomicUsize::new(0));
-        let h = table.insert(|| (fake(8), details(&released, 0))).unwrap();
+        let h = table
+            .insert(|| (Published::object(fake(8)), details(&released, 0)))
+            .unwrap();
         let readers: Vec<_> = (0..2)
             .map(|_| {
                 let (table, released) = (table.clone(), released.clone());
@@ -232,4 +254,117 @@ fn threads_race_access_against_unregister() {
         }
         assert_eq!(released.load(StdOrdering::SeqCst), 1);
     }
+}
+
+#[test]
+fn inline_twins_take_only_the_plain_success_path() {
+    use super::slot::NotInline;
+    let table = small(8, 100);
+    let released = Arc::new(AtomicUsize::new(0));
+    let h = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
+    let (slot, _, generation) = table.locate_handle(h).unwrap();
+    // Begun inline twice, ended once inline and once by handle value.
+    assert_eq!(slot.begin_inline(generation).unwrap() as usize, 8);
+    assert_eq!(slot.begin_inline(generation).unwrap() as usize, 8);
+    assert_eq!(table.word(h).unwrap().0.count(), 2);
+    assert_eq!(slot.end_inline(generation), Ok(()));
+    // Another generation's handle is refused without a write.
+    assert_eq!(slot.begin_inline(generation + 1), Err(NotInline));
+    assert_eq!(slot.end_inline(generation + 1), Err(NotInline));
+    // Unregistered with one access in flight: the inline end refuses to end
+    // it (it would have to release); the library's end claims the release.
+    assert!(table.unregister(h).unwrap().is_none());
+    assert_eq!(slot.begin_inline(generation), Err(NotInline));
+    assert_eq!(slot.end_inline(generation), Err(NotInline));
+    let ended = table.end_by_handle(h).unwrap();
+    release(&table, ended.claim.expect("the last end claims"));
+    assert_eq!(released.load(StdOrdering::SeqCst), 1);
+    // Nothing in flight: the inline end refuses (and changes nothing).
+    assert_eq!(slot.end_inline(generation), Err(NotInline));
+    assert_eq!(table.begin(h).err(), Some(Refusal::Released));
+}
+
+#[test]
+fn inline_twins_leave_slow_registrations_and_full_counts_to_the_library() {
+    use super::slot::{MAX_ACCESSES, NotInline};
+    let table = small(8, 100);
+    let released = Arc::new(AtomicUsize::new(0));
+    let slow = table
+        .insert(|| {
+            (
+                Published {
+                    slow: true,
+                    ..Published::object(fake(8))
+                },
+                details(&released, 0),
+            )
+        })
+        .unwrap();
+    let (slot, _, generation) = table.locate_handle(slow).unwrap();
+    assert_eq!(slot.begin_inline(generation), Err(NotInline));
+    assert!(
+        table.is_live(slow),
+        "the slow bit does not make a handle invalid"
+    );
+    let access = table.begin(slow).unwrap();
+    assert!(access.published.slow);
+    assert_eq!(slot.end_inline(generation), Err(NotInline));
+    assert!(table.end(access).is_none());
+
+    let h = table
+        .insert(|| (Published::object(fake(16)), details(&released, 0)))
+        .unwrap();
+    let (slot, _, generation) = table.locate_handle(h).unwrap();
+    // At the count limit, the inline begin hands over (the library refuses).
+    slot.state
+        .fetch_add(MAX_ACCESSES as u64, StdOrdering::SeqCst);
+    assert_eq!(slot.begin_inline(generation), Err(NotInline));
+    assert_eq!(table.begin(h).err(), Some(Refusal::TooManyAccesses));
+    slot.state
+        .fetch_sub(MAX_ACCESSES as u64, StdOrdering::SeqCst);
+}
+
+#[test]
+fn the_process_table_places_a_threads_slots_together() {
+    // A process table lives for ever: leak it, as its contract asks.
+    // SAFETY: never dropped.
+    let table: &'static Table<Counted> = Box::leak(Box::new(unsafe {
+        Table::new_process(Limits::default(), 7)
+    }));
+    let released = Arc::new(AtomicUsize::new(0));
+    let register = |table: &'static Table<Counted>| {
+        let released = released.clone();
+        move || {
+            (0..BLOCK)
+                .map(|_| {
+                    let h = table
+                        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+                        .unwrap();
+                    table.decode(h).0
+                })
+                .collect::<Vec<u32>>()
+        }
+    };
+    let mine = register(table)();
+    let theirs = std::thread::spawn(register(table)).join().unwrap();
+    // Each thread got one whole block of adjacent slots.
+    for indices in [&mine, &theirs] {
+        assert_eq!(indices[0] % BLOCK, 0, "{indices:?}");
+        assert!(indices.windows(2).all(|w| w[1] == w[0] + 1), "{indices:?}");
+    }
+    assert_ne!(mine[0] / BLOCK, theirs[0] / BLOCK);
+    // The other thread exited: its free slots went back to the shared stack,
+    // and released slots come back to the thread that released them.
+    let h = table.encode(mine[0], 1);
+    release(table, table.unregister(h).unwrap().unwrap());
+    let again = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
+    assert_eq!(
+        table.decode(again),
+        (mine[0], 2),
+        "reused by its own thread"
+    );
 }
