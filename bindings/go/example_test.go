@@ -175,14 +175,15 @@ func ExampleGCSafetyManager_GetStats() {
 	gsm.RegisterObject(&MyObject{}, "MyObject")
 	gsm.SafeAccess(a, func() error { return nil })
 	gsm.UnregisterObject(a)
+	gsm.SafeAccess(a, func() error { return nil }) // refused: released
 
 	stats := gsm.GetStats()
 	fmt.Printf("Total objects: %d, Active: %d, Finalizer failures: %d\n",
 		stats.TotalObjects, stats.ActiveObjects, stats.FinalizerFailures)
-	fmt.Printf("Accesses: %d, released: %d\n", stats.AccessOk, stats.Released)
+	fmt.Printf("Accesses refused: %d, released: %d\n", stats.AccessRejected, stats.Released)
 	// Output:
 	// Total objects: 2, Active: 1, Finalizer failures: 0
-	// Accesses: 1, released: 1
+	// Accesses refused: 1, released: 1
 }
 
 // A cleanup runs once, when the registration is released.

@@ -109,7 +109,7 @@ func runOperations(t *testing.T, ops []byte) {
 				t.Fatalf("access of %v (state %d) ran fn: %v", handles[i], states[i], ranFn)
 			}
 			if states[i] == modelLive {
-				want.AccessOk++
+				want.AccessOk += libraryCountsAccesses()
 				switch op {
 				case 2:
 					want.CallbackFailures++
@@ -211,7 +211,7 @@ func runOperations(t *testing.T, ops []byte) {
 			})
 			expectAccess(i, err, nil)
 			if states[i] == modelLive {
-				want.AccessOk++
+				want.AccessOk += libraryCountsAccesses()
 				release(i)
 			}
 		}

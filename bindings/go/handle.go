@@ -56,8 +56,9 @@ func registerDefault(kind objectKind, obj unsafe.Pointer, typeName string) (Hand
 	return h, nil
 }
 
-// Access runs fn with the registered object while h is live
-// (gcs_access_begin, fn, gcs_access_end): the object cannot be released
+// Access runs fn with the registered object while h is live (the access
+// begins and ends on the table's words with no cgo call on the success path,
+// as gcs_access_begin_inline does; see table.go): the object cannot be released
 // before fn returns, whatever other goroutines do, and obj is valid only
 // until then (transfer none). For a Go value registered with a manager, obj
 // is not a pointer (it is the registration's token) and must not be used:
@@ -70,16 +71,21 @@ func (h Handle) Access(fn func(obj unsafe.Pointer) error) (err error) {
 	if fn == nil {
 		return errNilFunc
 	}
-	obj, r := accessBeginObject(h)
-	if r != resultOK {
-		return handleErr(opAccess, h, r)
+	obj, fast := fastBegin(h)
+	if !fast {
+		var r result
+		if obj, r = accessBeginObject(h); r != resultOK {
+			return handleErr(opAccess, h, r)
+		}
 	}
 	completed := false
 	defer func() {
 		if !completed {
 			err = accessPanicked(nil, h, recover())
 		}
-		accessEnd(h)
+		if !fastEnd(h) {
+			accessEnd(h)
+		}
 	}()
 	err = fn(obj)
 	completed = true

@@ -147,10 +147,13 @@ func (m *GCSafetyManager) registerC(kind objectKind, obj unsafe.Pointer, typeNam
 	return h, nil
 }
 
-// SafeAccess runs fn while the object of id is live, between
-// gcs_access_begin and gcs_access_end: the object cannot be released before
-// fn returns, whatever other goroutines do (an UnregisterObject meanwhile
-// takes effect when fn returns). No call goes from C into Go on this path.
+// SafeAccess runs fn while the object of id is live, inside an access of id:
+// the object cannot be released before fn returns, whatever other goroutines
+// do (an UnregisterObject meanwhile takes effect when fn returns). The
+// access begins and ends with atomic operations on the library's table, with
+// no cgo call, unless the library must decide (a refused handle, the release
+// that the last access of an unregistered handle runs): see table.go for
+// what such an access is not counted in.
 //
 // An error returned by fn is returned unchanged and leaves the handle live.
 // A panic in fn is recovered, the handle invalidated, and an error returned
@@ -168,8 +171,10 @@ func (m *GCSafetyManager) SafeAccess(id Handle, fn func() error) (err error) {
 	if fn == nil {
 		return errNilFunc
 	}
-	if r := accessBegin(id); r != resultOK {
-		return handleErr(opAccess, id, r)
+	if _, fast := fastBegin(id); !fast {
+		if r := accessBegin(id); r != resultOK {
+			return handleErr(opAccess, id, r)
+		}
 	}
 	completed := false
 	defer func() {
@@ -178,7 +183,9 @@ func (m *GCSafetyManager) SafeAccess(id Handle, fn func() error) (err error) {
 			// goroutine goes on exiting): invalidate, then end the access.
 			err = accessPanicked(&m.counters, id, recover())
 		}
-		accessEnd(id)
+		if !fastEnd(id) {
+			accessEnd(id)
+		}
 	}()
 	err = fn()
 	completed = true
