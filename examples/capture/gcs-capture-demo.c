@@ -444,8 +444,8 @@ pull_thread (gpointer data)
     /* Unguarded: the reaper owns the pull thread's reference and drops it. */
     atomic_fetch_add (&frames_registered, 1);
     atomic_fetch_add (&bytes_registered, frame->size);
-    guint64 live = atomic_fetch_add (&bytes_live, frame->size) + frame->size;
-    guint64 peak = atomic_load (&bytes_live_peak);
+    unsigned long long live = atomic_fetch_add (&bytes_live, frame->size) + frame->size;
+    unsigned long long peak = atomic_load (&bytes_live_peak);
     while (live > peak && !atomic_compare_exchange_weak (&bytes_live_peak, &peak, live))
       ;
 
@@ -718,7 +718,7 @@ pipeline_description (void)
   const char *source = opt_source ? opt_source : "videotestsrc";
   if (strcmp (source, "videotestsrc") == 0)
     return g_strdup ("videotestsrc is-live=true pattern=ball ! "
-                     "video/x-raw,format=I420,width=640,height=360,framerate=30/1 ! appsink name=sink");
+                     "video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! appsink name=sink");
   if (strcmp (source, "ximagesrc") == 0)
     return g_strdup ("ximagesrc use-damage=false ! video/x-raw,framerate=30/1 ! videoconvert ! "
                      "video/x-raw,format=I420 ! appsink name=sink");

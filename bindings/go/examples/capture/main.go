@@ -479,7 +479,7 @@ func pipelineDescription(o options) string {
 		return o.pipeline
 	case o.source == "" || o.source == "videotestsrc":
 		return "videotestsrc is-live=true pattern=ball ! " +
-			"video/x-raw,format=I420,width=640,height=360,framerate=30/1 ! appsink name=sink"
+			"video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! appsink name=sink"
 	case o.source == "ximagesrc":
 		return "ximagesrc use-damage=false ! video/x-raw,framerate=30/1 ! videoconvert ! " +
 			"video/x-raw,format=I420 ! appsink name=sink"
