@@ -786,6 +786,24 @@ main (int argc, char **argv)
   printf ("  pipeline: %s\n", description);
   fflush (stdout);
 
+  /* A pipeline that cannot start (ximagesrc without an X display, say) is
+   * not an invariant: say why and stop. */
+  GstBus *bus = gst_element_get_bus (pipeline);
+  if (gst_element_set_state (pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+    GstMessage *message = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+    GError *failure = NULL;
+    if (message != NULL)
+      gst_message_parse_error (message, &failure, NULL);
+    fprintf (stderr, "gcs-capture-demo: the pipeline cannot start: %s%s\n",
+        failure ? failure->message : "it refused to go to PLAYING",
+        opt_source && strcmp (opt_source, "ximagesrc") == 0 ? " (ximagesrc needs an X display: DISPLAY)" : "");
+    g_clear_error (&failure);
+    if (message != NULL)
+      gst_message_unref (message);
+    gst_element_set_state (pipeline, GST_STATE_NULL);
+    return 2;
+  }
+
   frames = g_ptr_array_new ();
   formats = g_ptr_array_new ();
   work_queue = g_async_queue_new ();
@@ -798,11 +816,8 @@ main (int argc, char **argv)
   GThread *puller = g_thread_new ("capture-pull", pull_thread, rand);
 
   loop = g_main_loop_new (NULL, FALSE);
-  GstBus *bus = gst_element_get_bus (pipeline);
   gst_bus_add_watch (bus, on_bus_message, NULL);
   started_us = last_progress.at_us = g_get_monotonic_time ();
-  if (gst_element_set_state (pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE && pipeline_error == NULL)
-    pipeline_error = g_strdup ("the pipeline cannot go to PLAYING");
   g_timeout_add (250, on_progress, NULL);
   g_timeout_add ((guint) (opt_duration * 1000), on_stop, NULL);
   g_unix_signal_add (SIGINT, on_stop, NULL);
@@ -925,8 +940,8 @@ main (int argc, char **argv)
       MAX (peak_tracked_bytes, atomic_load (&bytes_live_peak)) / (1024.0 * 1024.0), stats.tracked_bytes);
   printf ("  %-22s %" G_GUINT64_FORMAT "\n", "leaks:", opt_unguarded ? registered - freed : live + stats.active);
   if (luma_pixels)
-    printf ("  %-22s %.2f (complete frames); last frame's checksum 0x%08x\n", "mean luma:",
-        (double) atomic_load (&luma_total) / (double) atomic_load (&luma_pixels), last_complete_checksum);
+    printf ("  %-22s %.2f (complete frames); last frame's checksum 0x%08x\n",
+        format && format->luma_plane ? "mean luma:" : "mean byte value:", (double) atomic_load (&luma_total) / (double) atomic_load (&luma_pixels), last_complete_checksum);
   printf ("  %-22s %.1f ns per %s (%" G_GUINT64_FORMAT " accesses timed in batches of %d, empty callback)\n",
       "cost per access:", cost, opt_unguarded ? "gst_sample_ref+unref" : CAPTURE_ACCESS_NAME, probes, PROBE_BATCH);
   printf ("  %-22s %d\n", "glib warnings:", atomic_load (&glib_warnings));

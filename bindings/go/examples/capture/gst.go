@@ -314,6 +314,10 @@ type format = *C.capture_format
 
 func formatDescription(f format) string { return C.GoString(C.capture_format_description(f)) }
 
+// hasLumaPlane reports whether frames of f have an 8-bit luma plane (else
+// the analysis averages bytes).
+func hasLumaPlane(f format) bool { return f.luma_plane != 0 }
+
 func maxStripe(f format, size, stripes int) int {
 	return int(C.capture_max_stripe(f, C.size_t(size), C.int(stripes)))
 }

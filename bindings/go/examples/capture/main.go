@@ -552,6 +552,22 @@ func run() int {
 		o.workers, o.stripes, o.maxDelayMs, o.duration, map[bool]string{true: " (Ctrl-C stops)", false: ""}[interactive])
 	fmt.Printf("  pipeline: %s\n", description)
 
+	// A pipeline that cannot start (ximagesrc without an X display, say)
+	// is not an invariant: say why and stop.
+	if !p.play() {
+		_, err := p.pollBus(0)
+		if err == nil {
+			err = errors.New("it refused to go to PLAYING")
+		}
+		hint := ""
+		if o.source == "ximagesrc" && o.pipeline == "" {
+			hint = " (ximagesrc needs an X display: DISPLAY)"
+		}
+		fmt.Fprintf(os.Stderr, "capture: the pipeline cannot start: %v%s\n", err, hint)
+		p.free()
+		return 2
+	}
+
 	var workers sync.WaitGroup
 	for i := 0; i < o.workers; i++ {
 		workers.Add(1)
@@ -586,9 +602,6 @@ func run() int {
 			}
 		}
 	}()
-	if !p.play() {
-		pipelineErr = errors.New("the pipeline cannot go to PLAYING")
-	}
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	deadline := time.NewTimer(time.Duration(o.duration * float64(time.Second)))
@@ -725,7 +738,11 @@ loop:
 	lastChecksum := dc.lastChecksum
 	dc.reportMu.Unlock()
 	if px := dc.lumaPixels.Load(); px > 0 {
-		row("mean luma", "%.2f (complete frames); last frame's checksum 0x%08x", float64(dc.lumaTotal.Load())/float64(px), lastChecksum)
+		key := "mean luma"
+		if !hasLumaPlane(frames[len(frames)-1].format) {
+			key = "mean byte value"
+		}
+		row(key, "%.2f (complete frames); last frame's checksum 0x%08x", float64(dc.lumaTotal.Load())/float64(px), lastChecksum)
 	}
 	row("cost per access", "%.1f ns per GCSafetyManager.SafeAccess (%d accesses timed in batches of %d, empty function)", dc.accessCost(), probes, probeBatch)
 	row("glib warnings", "%d", glibWarnings())
