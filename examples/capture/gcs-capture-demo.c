@@ -922,8 +922,8 @@ main (int argc, char **argv)
   printf ("  %-22s %.1f s%s\n", "duration:", elapsed, atomic_load (&source_ended) ? " (the source ended)" : "");
   printf ("  %-22s %" G_GUINT64_FORMAT " (%.1f/s), %s\n", "frames:", registered, registered / elapsed,
       format ? format->description : "none");
-  printf ("  %-22s %" G_GUINT64_FORMAT " (%.0f/s: %" G_GUINT64_FORMAT " stripe analyses, %" G_GUINT64_FORMAT " timed)\n",
-      "accesses ok:", ok, ok / elapsed, (guint64) atomic_load (&accesses_stripes), probes);
+  printf ("  %-22s %" G_GUINT64_FORMAT " (%.0f/s: %" G_GUINT64_FORMAT " stripe analyses, %" G_GUINT64_FORMAT
+          " timed)\n", "accesses ok:", ok, ok / elapsed, (guint64) atomic_load (&accesses_stripes), probes);
   printf ("  %-22s %" G_GUINT64_FORMAT " (stale handles: the reaper released the sample first)\n",
       "accesses rejected:", (guint64) atomic_load (&accesses_rejected));
   printf ("  %-22s %" G_GUINT64_FORMAT " (%" G_GUINT64_FORMAT " while a worker was inside: the unref waited for it)\n",
@@ -941,7 +941,8 @@ main (int argc, char **argv)
   printf ("  %-22s %" G_GUINT64_FORMAT "\n", "leaks:", opt_unguarded ? registered - freed : live + stats.active);
   if (luma_pixels)
     printf ("  %-22s %.2f (complete frames); last frame's checksum 0x%08x\n",
-        format && format->luma_plane ? "mean luma:" : "mean byte value:", (double) atomic_load (&luma_total) / (double) atomic_load (&luma_pixels), last_complete_checksum);
+        format && format->luma_plane ? "mean luma:" : "mean byte value:",
+        (double) atomic_load (&luma_total) / (double) atomic_load (&luma_pixels), last_complete_checksum);
   printf ("  %-22s %.1f ns per %s (%" G_GUINT64_FORMAT " accesses timed in batches of %d, empty callback)\n",
       "cost per access:", cost, opt_unguarded ? "gst_sample_ref+unref" : CAPTURE_ACCESS_NAME, probes, PROBE_BATCH);
   printf ("  %-22s %d\n", "glib warnings:", atomic_load (&glib_warnings));
