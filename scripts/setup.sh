@@ -18,7 +18,8 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # GStreamer for the library and its tests (headers, the core tools, and the
 # plugins the tests and the demo use: videotestsrc, fakesink, ...), clang
 # and valgrind for the sanitizer and valgrind runs of the C tests,
-# pkg-config, and python3 for the Python binding.
+# pkg-config, python3 for the Python binding, and curl for the Go capture
+# demo's HTTP check.
 packages=(
     pkg-config
     libgstreamer1.0-dev
@@ -29,6 +30,7 @@ packages=(
     clang
     valgrind
     python3
+    curl
 )
 
 # The packages among "$@" that dpkg does not have installed.
