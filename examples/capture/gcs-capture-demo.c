@@ -56,10 +56,18 @@
 /* ----- the access path: one place ---------------------------------------- */
 
 /* Every access of a sample goes through CAPTURE_SAFE_ACCESS (same
- * signature as gcs_safe_access). The header-inline access function of the
- * library, where it offers one, takes the same arguments: switching the
- * whole demo to it is this one line. */
+ * signature as gcs_safe_access): the header-inline twin, which begins and
+ * ends the access on the table's own words with no call into the library on
+ * the success path. Such accesses are not counted in GcsStats.access_ok
+ * (refusals are): CAPTURE_LIBRARY_COUNTS_OK says which to expect. Building
+ * with -DCAPTURE_EXPORTED uses the exported function instead. */
+#ifdef CAPTURE_EXPORTED
 #define CAPTURE_SAFE_ACCESS gcs_safe_access
+#define CAPTURE_LIBRARY_COUNTS_OK 1
+#else
+#define CAPTURE_SAFE_ACCESS gcs_safe_access_inline
+#define CAPTURE_LIBRARY_COUNTS_OK 0
+#endif
 #define CAPTURE_STRINGIFY(x) #x
 #define CAPTURE_NAME(x) CAPTURE_STRINGIFY (x)
 #define CAPTURE_ACCESS_NAME CAPTURE_NAME (CAPTURE_SAFE_ACCESS)
@@ -890,7 +898,8 @@ main (int argc, char **argv)
         " timed out; demo counted %" G_GUINT64_FORMAT,
         stats.finalizers_run, stats.finalizer_failures, stats.finalizer_timeouts,
         (guint64) atomic_load (&finalizers_run));
-    expect (stats.access_ok == atomic_load (&accesses_ok) && stats.access_rejected == atomic_load (&accesses_rejected),
+    expect ((CAPTURE_LIBRARY_COUNTS_OK ? stats.access_ok == atomic_load (&accesses_ok) : stats.access_ok == 0)
+                && stats.access_rejected == atomic_load (&accesses_rejected),
         "accesses: library %" G_GUINT64_FORMAT " ok, %" G_GUINT64_FORMAT " rejected; demo %" G_GUINT64_FORMAT
         " ok, %" G_GUINT64_FORMAT " rejected",
         stats.access_ok, stats.access_rejected, (guint64) atomic_load (&accesses_ok),
