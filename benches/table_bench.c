@@ -1,0 +1,411 @@
+/* The atomic state table from C: the header-inline access functions and the
+ * exported ones against the floor, with 1 and 2 threads; random-handle
+ * accesses with 1k and 1M live handles; memory per live handle; and
+ * register+unregister with 1 and 2 threads. Every figure is a median of
+ * repeats, and every target a ratio of medians taken in the same run, the
+ * designs interleaved within each repeat (never a timed test).
+ *
+ *   scripts/bench-table.sh            # builds the release library and this
+ *   target/bench/table_bench [REPEATS]
+ *
+ * Prints a markdown table (docs/performance.md has the figures). */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "gcsafety.h"
+
+static int repeats = 7;
+
+static double
+now_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static int
+compare_doubles (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return (x > y) - (x < y);
+}
+
+static double
+median (double *values, int n)
+{
+  qsort (values, n, sizeof *values, compare_doubles);
+  return values[n / 2];
+}
+
+/* The callback every access runs, called through a pointer the compiler
+ * cannot see through. */
+static int
+empty_callback (void *object, void *user_data)
+{
+  (void) object;
+  (void) user_data;
+  return 0;
+}
+
+static GcsAccessFn volatile callback_ptr = empty_callback;
+
+static void
+release_nothing (void *object, void *user_data)
+{
+  (void) object;
+  (void) user_data;
+}
+
+static GcsHandle
+register_pointer (void *object)
+{
+  GcsRegistration r;
+  GcsHandle h;
+  memset (&r, 0, sizeof r);
+  r.struct_size = sizeof r;
+  r.kind = GCS_KIND_POINTER;
+  r.object = object;
+  r.type_name = "bench";
+  r.release = release_nothing;
+  if (gcs_register_full (&r, &h) != GCS_OK) {
+    fprintf (stderr, "register: %s\n", gcs_last_error ());
+    exit (1);
+  }
+  return h;
+}
+
+/* ---- access: one op, N iterations on one handle ------------------------- */
+
+enum op
+{
+  OP_FLOOR,
+  OP_INLINE_SAFE,
+  OP_EXPORTED_SAFE,
+  OP_INLINE_BEGIN_END,
+  OP_EXPORTED_BEGIN_END,
+  OP_COUNT
+};
+
+static const char *op_names[OP_COUNT] = {
+  "floor: 2 atomic RMWs around an indirect call",
+  "`gcs_safe_access_inline`",
+  "`gcs_safe_access` (exported)",
+  "`gcs_access_begin_inline` + `gcs_access_end_inline`",
+  "`gcs_access_begin` + `gcs_access_end` (exported)",
+};
+
+typedef struct
+{
+  _Alignas (128) uint64_t counter;      /* the floor's, one line per thread */
+  int index;                    /* which thread: 0 or 1 */
+  GcsHandle handle;
+  void *object;
+  enum op op;
+  long iterations;
+  double ns_per_op;
+  pthread_barrier_t *start;
+} AccessJob;
+
+static double
+run_access (AccessJob * job)
+{
+  GcsAccessFn cb = callback_ptr;
+  GcsHandle h = job->handle;
+  long n = job->iterations;
+  void *object;
+  double t0 = now_ns ();
+  switch (job->op) {
+    case OP_FLOOR:
+      for (long i = 0; i < n; i++) {
+        __atomic_fetch_add (&job->counter, 1, __ATOMIC_ACQUIRE);
+        cb (job->object, NULL);
+        __atomic_fetch_sub (&job->counter, 1, __ATOMIC_RELEASE);
+      }
+      break;
+    case OP_INLINE_SAFE:
+      for (long i = 0; i < n; i++)
+        gcs_safe_access_inline (h, cb, NULL);
+      break;
+    case OP_EXPORTED_SAFE:
+      for (long i = 0; i < n; i++)
+        gcs_safe_access (h, cb, NULL);
+      break;
+    case OP_INLINE_BEGIN_END:
+      for (long i = 0; i < n; i++) {
+        gcs_access_begin_inline (h, &object);
+        cb (object, NULL);
+        gcs_access_end_inline (h);
+      }
+      break;
+    case OP_EXPORTED_BEGIN_END:
+      for (long i = 0; i < n; i++) {
+        gcs_access_begin (h, &object);
+        cb (object, NULL);
+        gcs_access_end (h);
+      }
+      break;
+    default:
+      break;
+  }
+  return (now_ns () - t0) / n;
+}
+
+static void *
+access_thread (void *data)
+{
+  AccessJob *job = data;
+  /* Each thread registers its own object, as a thread of a real program
+   * does: its slot sits in that thread's block, apart from the other's. */
+  static char objects[2][64];
+  job->object = objects[job->index];
+  job->handle = register_pointer (job->object);
+  pthread_barrier_wait (job->start);
+  job->ns_per_op = run_access (job);
+  gcs_unregister (job->handle);
+  return NULL;
+}
+
+/* ns per access of `op` with `threads` threads on their own handles. */
+static double
+access_sample (enum op op, int threads, long iterations)
+{
+  AccessJob jobs[2];
+  pthread_t ids[2];
+  pthread_barrier_t start;
+  pthread_barrier_init (&start, NULL, threads);
+  for (int t = 0; t < threads; t++) {
+    memset (&jobs[t], 0, sizeof jobs[t]);
+    jobs[t].index = t;
+    jobs[t].op = op;
+    jobs[t].iterations = iterations;
+    jobs[t].start = &start;
+    pthread_create (&ids[t], NULL, access_thread, &jobs[t]);
+  }
+  double sum = 0;
+  for (int t = 0; t < threads; t++) {
+    pthread_join (ids[t], NULL);
+    sum += jobs[t].ns_per_op;
+  }
+  pthread_barrier_destroy (&start);
+  return sum / threads;
+}
+
+/* ---- random handles ------------------------------------------------------ */
+
+static double
+random_access_sample (const GcsHandle * handles, const uint32_t * order, long n, int use_inline)
+{
+  GcsAccessFn cb = callback_ptr;
+  double t0 = now_ns ();
+  if (use_inline)
+    for (long i = 0; i < n; i++)
+      gcs_safe_access_inline (handles[order[i]], cb, NULL);
+  else
+    for (long i = 0; i < n; i++)
+      gcs_safe_access (handles[order[i]], cb, NULL);
+  return (now_ns () - t0) / n;
+}
+
+/* The baseline of a random access: the floor's two atomics on a random
+ * entry of an array of `live` entries of `stride` bytes, reached through the
+ * same index array a caller keeps its handles in. */
+static double
+random_floor_sample (char *entries, size_t stride, const uint32_t * slots, const uint32_t * order,
+    long n)
+{
+  GcsAccessFn cb = callback_ptr;
+  double t0 = now_ns ();
+  for (long i = 0; i < n; i++) {
+    uint64_t *word = (uint64_t *) (entries + (size_t) slots[order[i]] * stride);
+    __atomic_fetch_add (word, 1, __ATOMIC_ACQUIRE);
+    cb (word, NULL);
+    __atomic_fetch_sub (word, 1, __ATOMIC_RELEASE);
+  }
+  return (now_ns () - t0) / n;
+}
+
+/* Memory as a big table would get it: 2 MiB aligned, transparent huge pages
+ * asked for (as the library does for its own pages). */
+static void *
+huge_alloc (size_t size)
+{
+  size_t huge = (size_t) 2 << 20;
+  void *p = aligned_alloc (huge, (size + huge - 1) / huge * huge);
+  if (p == NULL) {
+    perror ("aligned_alloc");
+    exit (1);
+  }
+  madvise (p, size, MADV_HUGEPAGE);
+  memset (p, 0, size);
+  return p;
+}
+
+static long
+rss_bytes (void)
+{
+  long pages = 0, resident = 0;
+  FILE *f = fopen ("/proc/self/statm", "r");
+  if (f == NULL || fscanf (f, "%ld %ld", &pages, &resident) != 2)
+    resident = 0;
+  if (f != NULL)
+    fclose (f);
+  return resident * sysconf (_SC_PAGESIZE);
+}
+
+/* ---- register + unregister ---------------------------------------------- */
+
+typedef struct
+{
+  long iterations;
+  double ns_per_pair;
+  pthread_barrier_t *start;
+} RegisterJob;
+
+static void *
+register_thread (void *data)
+{
+  RegisterJob *job = data;
+  char object[8];
+  pthread_barrier_wait (job->start);
+  double t0 = now_ns ();
+  for (long i = 0; i < job->iterations; i++)
+    gcs_unregister (register_pointer (object));
+  job->ns_per_pair = (now_ns () - t0) / job->iterations;
+  return NULL;
+}
+
+static double
+register_sample (int threads, long iterations)
+{
+  RegisterJob jobs[2];
+  pthread_t ids[2];
+  pthread_barrier_t start;
+  pthread_barrier_init (&start, NULL, threads);
+  for (int t = 0; t < threads; t++) {
+    jobs[t].iterations = iterations;
+    jobs[t].start = &start;
+    pthread_create (&ids[t], NULL, register_thread, &jobs[t]);
+  }
+  double sum = 0;
+  for (int t = 0; t < threads; t++) {
+    pthread_join (ids[t], NULL);
+    sum += jobs[t].ns_per_pair;
+  }
+  pthread_barrier_destroy (&start);
+  return sum / threads;
+}
+
+static void
+target (const char *what, double ratio, double limit)
+{
+  printf ("| %s | %.2f× | ≤ %.2f× | %s |\n", what, ratio, limit, ratio <= limit ? "PASS" : "MISS");
+}
+
+int
+main (int argc, char **argv)
+{
+  if (argc > 1)
+    repeats = atoi (argv[1]) > 0 ? atoi (argv[1]) : repeats;
+  const long iterations = 2000000;
+  double samples[2][OP_COUNT][64];
+  double medians[2][OP_COUNT];
+
+  /* Warm up: the view, the default manager, the threads' blocks. */
+  access_sample (OP_INLINE_SAFE, 2, 100000);
+
+  for (int r = 0; r < repeats; r++)
+    for (int threads = 1; threads <= 2; threads++)
+      for (int op = 0; op < OP_COUNT; op++)
+        samples[threads - 1][op][r] = access_sample (op, threads, iterations);
+  for (int t = 0; t < 2; t++)
+    for (int op = 0; op < OP_COUNT; op++)
+      medians[t][op] = median (samples[t][op], repeats);
+
+  printf ("### Access, C (median of %d runs of %ld accesses; ns per access)\n\n", repeats,
+      iterations);
+  printf ("| design | 1 thread | ÷ floor | 2 threads, distinct handles | ÷ floor |\n|---|---|---|---|---|\n");
+  for (int op = 0; op < OP_COUNT; op++)
+    printf ("| %s | %.1f | %.2f× | %.1f | %.2f× |\n", op_names[op], medians[0][op],
+        medians[0][op] / medians[0][OP_FLOOR], medians[1][op],
+        medians[1][op] / medians[1][OP_FLOOR]);
+
+  /* Random handles among 1k, then 1M live ones; the baseline is the floor
+   * on a random entry of a plain array of 16- and 32-byte entries. */
+  const long random_n = 2000000;
+  uint32_t *order = malloc (random_n * sizeof *order);
+  double random_ns[2][4];       /* [1k, 1M][exported, inline, floor 16 B, floor 32 B] */
+  double rss_per_handle = 0;
+  for (int big = 0; big < 2; big++) {
+    long live = big ? 1000000 : 1000;
+    GcsHandle *handles = huge_alloc (live * sizeof *handles);
+    uint32_t *slots = huge_alloc (live * sizeof *slots);
+    char *entries16 = huge_alloc (live * 16), *entries32 = huge_alloc (live * 32);
+    long before = rss_bytes ();
+    for (long i = 0; i < live; i++) {
+      handles[i] = register_pointer ((void *) (uintptr_t) (64 + 8 * i));
+      slots[i] = (uint32_t) i;
+    }
+    if (big)
+      rss_per_handle = (double) (rss_bytes () - before) / live;
+    srand (42);
+    for (long i = 0; i < random_n; i++)
+      order[i] = (uint32_t) (((uint64_t) rand () * RAND_MAX + rand ()) % live);
+    double s[4][64];
+    for (int r = 0; r < repeats; r++) {
+      for (int use_inline = 0; use_inline < 2; use_inline++)
+        s[use_inline][r] = random_access_sample (handles, order, random_n, use_inline);
+      s[2][r] = random_floor_sample (entries16, 16, slots, order, random_n);
+      s[3][r] = random_floor_sample (entries32, 32, slots, order, random_n);
+    }
+    for (int k = 0; k < 4; k++)
+      random_ns[big][k] = median (s[k], repeats);
+    for (long i = 0; i < live; i++)
+      gcs_unregister (handles[i]);
+    free (handles);
+    free (slots);
+    free (entries16);
+    free (entries32);
+  }
+  free (order);
+  printf ("\n### Random handles (median of %d runs of %ld accesses; ns per access)\n\n", repeats,
+      random_n);
+  printf ("| live handles | `gcs_safe_access` | `gcs_safe_access_inline` | floor, 16-byte entries | floor, 32-byte entries |\n|---|---|---|---|---|\n");
+  for (int big = 0; big < 2; big++)
+    printf ("| %s | %.1f | %.1f | %.1f | %.1f |\n", big ? "1M" : "1k", random_ns[big][0],
+        random_ns[big][1], random_ns[big][2], random_ns[big][3]);
+  printf ("\nMemory per live handle (RSS growth ÷ 1M POINTER registrations): %.0f bytes\n",
+      rss_per_handle);
+
+  const long pairs = 500000;
+  double reg[2][64];
+  for (int r = 0; r < repeats; r++)
+    for (int threads = 1; threads <= 2; threads++)
+      reg[threads - 1][r] = register_sample (threads, pairs);
+  double reg1 = median (reg[0], repeats), reg2 = median (reg[1], repeats);
+  printf ("\n### Register + unregister, POINTER (median of %d runs of %ld pairs per thread)\n\n",
+      repeats, pairs);
+  printf ("| threads | ns per pair |\n|---|---|\n| 1 | %.1f |\n| 2, own objects | %.1f |\n", reg1, reg2);
+
+  printf ("\n### Targets (ratios of medians of this run)\n\n| measure | measured | target | |\n|---|---|---|---|\n");
+  target ("`gcs_safe_access_inline` ÷ floor, 1 thread", medians[0][OP_INLINE_SAFE] / medians[0][OP_FLOOR], 1.15);
+  target ("`gcs_safe_access_inline` ÷ floor, 2 threads, distinct handles",
+      medians[1][OP_INLINE_SAFE] / medians[1][OP_FLOOR], 1.15);
+  target ("exported `gcs_safe_access` ÷ floor, 1 thread", medians[0][OP_EXPORTED_SAFE] / medians[0][OP_FLOOR], 1.5);
+  target ("random access, 1M ÷ 1k live handles (`gcs_safe_access`)", random_ns[1][0] / random_ns[0][0], 2.0);
+  target ("random access, 1M ÷ 1k live handles (inline)", random_ns[1][1] / random_ns[0][1], 2.0);
+  printf ("| (baseline: the floor on a plain array, 1M ÷ 1k, 16 / 32-byte entries) | %.2f× / %.2f× | | |\n",
+      random_ns[1][2] / random_ns[0][2], random_ns[1][3] / random_ns[0][3]);
+  target ("register+unregister, 2 threads ÷ 1 thread", reg2 / reg1, 1.3);
+  printf ("| memory per live handle | %.0f bytes | ≤ 64 bytes | %s |\n", rss_per_handle,
+      rss_per_handle <= 64 ? "PASS" : "MISS");
+  gcs_shutdown (1000);
+  return 0;
+}
