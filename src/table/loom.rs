@@ -560,7 +560,7 @@ fn bogus_end_by_handle_vs_real_end() {
         let ended = Arc::new(AtomicUsize::new(0));
 
         let end = move |table: &T, ended: &AtomicUsize| match table.end_by_handle(h) {
-            Ok((_, claim)) => {
+            Ok(Ended { claim, .. }) => {
                 ended.fetch_add(1, Ordering::Relaxed);
                 if let Some(claim) = claim {
                     carry_out(table, claim);
