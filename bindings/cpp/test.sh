@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests of the C++ binding and of the C header's language modes:
-#   - tests/header_check.c as C99 and as C++11 (the C header alone);
+#   - c-tests/header_check.c as C99 and as C++11 (the C header alone);
 #   - tests/test_gcsafety.cpp (gcsafety.hpp with real GStreamer) with
 #     -std=c++17, by g++, and by clang++ under AddressSanitizer + UBSan;
 # all with -Wall -Wextra -Wpedantic -Werror, linked through the in-tree
@@ -21,11 +21,11 @@ gcs=($(pkg-config --cflags --libs gcsafety))
 gst=($(pkg-config --cflags --libs gcsafety gstreamer-1.0))
 
 echo "-- include/gcsafety.h as C99"
-cc -std=c99 "${warnings[@]}" "$here/tests/header_check.c" -o "$out/header_c99" "${gcs[@]}"
+cc -std=c99 "${warnings[@]}" "$root/c-tests/header_check.c" -o "$out/header_c99" "${gcs[@]}"
 "$out/header_c99"
 
 echo "-- include/gcsafety.h as C++11"
-c++ -x c++ -std=c++11 "${warnings[@]}" "$here/tests/header_check.c" -x none -o "$out/header_cxx11" "${gcs[@]}"
+c++ -x c++ -std=c++11 "${warnings[@]}" "$root/c-tests/header_check.c" -x none -o "$out/header_cxx11" "${gcs[@]}"
 "$out/header_cxx11"
 
 echo "-- gcsafety.hpp, C++17 (g++)"

@@ -1,7 +1,9 @@
 /* include/gcsafety.h as C99 and as C++11: bindings/cpp/test.sh compiles
  * this one file with `cc -std=c99` and `c++ -x c++ -std=c++11` (both with
  * -Wall -Wextra -Wpedantic -Werror), links it against the library and runs
- * it. It uses every kind of declaration the header has: macros, enums (an
+ * it. scripts/test.sh's pkg-config stage also builds it, as an outside
+ * program, against a `make install DESTDIR=...` copy through pkg-config
+ * alone (it needs no GStreamer). It uses every kind of declaration the header has: macros, enums (an
  * int32_t typedef in C before C23, an enum with an int32_t base in C++),
  * structs, callback types and functions. */
 #include <gcsafety.h>
