@@ -149,7 +149,7 @@ readme_examples() {
     echo "-- Python (\`\`\`python, /usr/bin/python3)"
     readme_block python >"$work/example.py"
     grep -q '^import gcsafety' "$work/example.py" || fail "README.md's first \`\`\`python block does not import gcsafety"
-    PYTHONPATH=$root/bindings/python /usr/bin/python3 -X dev "$work/example.py"
+    PYTHONPATH=$root/bindings/python /usr/bin/python3 "$work/example.py"
 
     echo "-- Go (\`\`\`go)"
     mkdir "$work/go"
