@@ -249,7 +249,8 @@ private:
 namespace detail {
 
 template <class T, class F> struct AccessCall {
-  using Result = std::invoke_result_t<F &, T *>;
+  // Returned by value: a reference into the object would outlive the access.
+  using Result = std::remove_cv_t<std::remove_reference_t<std::invoke_result_t<F &, T *>>>;
   using Stored = std::conditional_t<std::is_void_v<Result>, bool, std::optional<Result>>;
 
   F &callable;
@@ -277,7 +278,7 @@ template <class T, class F> struct AccessCall {
 } // namespace detail
 
 // Runs `callable(static_cast<T *>(object))` inside gcs_safe_access and
-// returns what it returns. Throws what the callable threw (rethrown after
+// returns what it returns, by value (a copy of a returned reference). Throws what the callable threw (rethrown after
 // the library returned; the library counts a callback failure, and with
 // invalidate_on_callback_error invalidates the handle), else Error when the
 // handle was not valid for access.

@@ -135,6 +135,10 @@ void safe_access_returns() {
     ++calls;
   });
   CHECK(calls == 1);
+  // A reference returned by the callable is copied out of the access.
+  std::string stored = "kept";
+  const std::string &copy = gcs::safe_access(handle, [&stored](void *) -> const std::string & { return stored; });
+  CHECK(copy == "kept" && &copy != &stored);
   GcsHandleInfo info = handle.info();
   CHECK(std::strcmp(info.instance_name, "the-sink") == 0);
   CHECK(std::strcmp(info.type_name, "GstFakeSink") == 0);
