@@ -61,6 +61,8 @@ readme_block() {
 # linked statically against libgcsafety.a with the .pc's Libs.private.
 pkg_config_check() {
     fail() { echo "pkg-config check: $*" >&2; exit 1; }
+    # (grep without -q below: with pipefail, -q could stop reading early and
+    # fail the pipeline with SIGPIPE in the writer.)
     local example cflags=(-std=c11 -Wall -Wextra -Wpedantic -Werror)
     work=$(mktemp -d) # global: the trap runs when the stage's subshell exits
     trap 'rm -rf "$work"' EXIT
@@ -96,13 +98,13 @@ pkg_config_check() {
     local staged_lib=$stage$prefix/lib
     [ "$(readlink "$staged_lib/libgcsafety.so")" = "libgcsafety.so.$version" ] || fail "libgcsafety.so is not a symlink to libgcsafety.so.$version"
     [ "$(readlink "$staged_lib/libgcsafety.so.0")" = "libgcsafety.so.$version" ] || fail "libgcsafety.so.0 is not a symlink to libgcsafety.so.$version"
-    objdump -p "$staged_lib/libgcsafety.so.$version" | grep -q 'SONAME *libgcsafety\.so\.0$' || fail "libgcsafety.so.$version has another soname"
+    objdump -p "$staged_lib/libgcsafety.so.$version" | grep 'SONAME *libgcsafety\.so\.0$' >/dev/null || fail "libgcsafety.so.$version has another soname"
 
     echo "-- staged: an outside program (c-tests/header_check.c) with pkg-config --cflags --libs gcsafety only"
     # shellcheck disable=SC2046
     cc -std=c99 -Wall -Wextra -Wpedantic -Werror c-tests/header_check.c -o "$work/outside" \
         $(PKG_CONFIG_SYSROOT_DIR=$stage PKG_CONFIG_PATH=$staged_lib/pkgconfig pkg-config --cflags --libs gcsafety)
-    LD_LIBRARY_PATH=$staged_lib ldd "$work/outside" | grep -q "libgcsafety\.so\.0 => $staged_lib/libgcsafety\.so\.0 " ||
+    LD_LIBRARY_PATH=$staged_lib ldd "$work/outside" | grep "libgcsafety\.so\.0 => $staged_lib/libgcsafety\.so\.0 " >/dev/null ||
         fail "the outside program does not load the staged library"
     LD_LIBRARY_PATH=$staged_lib "$work/outside"
 
@@ -115,7 +117,7 @@ pkg_config_check() {
     # shellcheck disable=SC2046
     cc "${cflags[@]}" "$example" -o "$work/installed" \
         $(PKG_CONFIG_PATH=$installed pkg-config --cflags --libs gcsafety gstreamer-1.0) -Wl,-rpath,"$libdir"
-    readelf -d "$work/installed" | grep -q 'NEEDED.*\[libgcsafety\.so\.0\]' || fail "the program does not need libgcsafety.so.0"
+    readelf -d "$work/installed" | grep 'NEEDED.*\[libgcsafety\.so\.0\]' >/dev/null || fail "the program does not need libgcsafety.so.0"
     "$work/installed"
 
     echo "-- installed, static: libgcsafety.a + pkg-config --static"
@@ -124,7 +126,7 @@ pkg_config_check() {
     # shellcheck disable=SC2046
     cc "${cflags[@]}" "$example" -o "$work/static" $(PKG_CONFIG_PATH=$installed pkg-config --cflags gcsafety gstreamer-1.0) \
         -Wl,--as-needed "$libdir/libgcsafety.a" $(PKG_CONFIG_PATH=$installed pkg-config --static --libs gcsafety gstreamer-1.0)
-    ! readelf -d "$work/static" | grep -q 'NEEDED.*libgcsafety' || fail "the static program needs libgcsafety.so"
+    ! readelf -d "$work/static" | grep 'NEEDED.*libgcsafety' >/dev/null || fail "the static program needs libgcsafety.so"
     "$work/static"
 }
 
@@ -190,9 +192,12 @@ stage "demo" scripts/demo.sh
 if [ -f bindings/go/go.mod ]; then
     stage "go vet, go test -race" go_tests
 fi
-stage "C++ binding (g++, clang++ ASan+UBSan; header as C99, C++11)" bindings/cpp/test.sh
-stage "Python binding (pytest, PyGObject)" bindings/python/test.sh
-stage "GStreamer plugin (gst-inspect, gst-launch)" examples/gst-plugin/test.sh
+# The C header as C99 and C++11; gcsafety.hpp with g++ and clang++ ASan+UBSan.
+stage "C++ binding, C header as C99/C++11" bindings/cpp/test.sh
+# pytest with Debian's python3 and PyGObject, real GStreamer.
+stage "Python binding (pytest)" bindings/python/test.sh
+# gcsworker in gst-inspect-1.0 and gst-launch-1.0, plain and ASan+UBSan.
+stage "GStreamer plugin (gst-launch)" examples/gst-plugin/test.sh
 stage "README examples (C++, Python, Go)" readme_examples
 
 printf '\nAll stages passed.\n'

@@ -28,7 +28,8 @@ echo "-- gst-inspect-1.0 gcsworker"
 gst-inspect-1.0 "$plugin_path" gcsworker >"$work/inspect.txt"
 grep -q 'Hands each buffer to a worker thread through gcsafety handles' "$work/inspect.txt" || fail "gst-inspect does not describe gcsworker"
 grep -q 'seek-after' "$work/inspect.txt" || fail "gst-inspect lists no seek-after property"
-gst-inspect-1.0 "$plugin_path" "$work/plugins/libgstgcsworker.so" | grep -q 'gcsworker: gcsafety worker hand-off' ||
+gst-inspect-1.0 "$plugin_path" "$work/plugins/libgstgcsworker.so" >"$work/inspect-plugin.txt"
+grep -q 'gcsworker: gcsafety worker hand-off' "$work/inspect-plugin.txt" ||
     fail "gst-inspect of the plugin file does not list the element"
 
 # check_stop LOG EXPECTED_MIN_FLUSHES: the element's stop line, with every
