@@ -128,6 +128,10 @@ pkg_config_check() {
         -Wl,--as-needed "$libdir/libgcsafety.a" $(PKG_CONFIG_PATH=$installed pkg-config --static --libs gcsafety gstreamer-1.0)
     ! readelf -d "$work/static" | grep 'NEEDED.*libgcsafety' >/dev/null || fail "the static program needs libgcsafety.so"
     "$work/static"
+
+    echo "-- make uninstall PREFIX=$prefix"
+    make -s uninstall PREFIX="$prefix"
+    [ -z "$(find "$prefix" ! -type d)" ] || fail "make uninstall left: $(find "$prefix" ! -type d)"
 }
 
 # The README's C++, Python and Go examples, each a complete program, run
