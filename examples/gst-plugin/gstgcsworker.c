@@ -23,6 +23,9 @@
  * was released exactly once (a cleanup counts releases), and logs the
  * counts at INFO in the "gcsworker" debug category:
  *   gcsworker: stopped: registered=N released=N processed=P dropped=D flushes=F
+ * At EOS the element waits until the worker has read every buffer queued
+ * before it, so a stream that ends normally is read in full.
+ *
  * The property "seek-after" makes the element itself issue one flushing seek
  * back to the start after that many buffers (from another thread, through
  * gst_element_call_async), so that gst-launch-1.0 can exercise flushes.
@@ -52,6 +55,10 @@ struct _GcsWorker
   /* between start and stop */
   GcsManager *manager;
   GAsyncQueue *jobs;            /* of GcsJob *, for the worker */
+  GMutex drain_lock;
+  GCond drain_cond;
+  guint64 drains_requested;     /* under drain_lock */
+  guint64 drains_done;          /* under drain_lock */
   GThread *thread;
   GcsHandle current;            /* the handle the worker holds, or 0 (atomic) */
   gboolean seeked;
@@ -76,10 +83,27 @@ enum
   PROP_DROPPED,
 };
 
+typedef enum
+{
+  GCS_JOB_READ,                 /* read the buffer of `handle`, unregister it */
+  GCS_JOB_DRAINED,              /* count a drain (every earlier job is done) */
+  GCS_JOB_STOP,                 /* end the worker thread */
+} GcsJobType;
+
 typedef struct
 {
-  GcsHandle handle;             /* 0: stop the worker */
+  GcsJobType type;
+  GcsHandle handle;
 } GcsJob;
+
+static GcsJob *
+job_new (GcsJobType type, GcsHandle handle)
+{
+  GcsJob *job = g_new (GcsJob, 1);
+  job->type = type;
+  job->handle = handle;
+  return job;
+}
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
     GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
@@ -139,12 +163,20 @@ worker_main (gpointer data)
 
   for (;;) {
     GcsJob *job = g_async_queue_pop (self->jobs);
+    GcsJobType type = job->type;
     GcsHandle handle = job->handle;
     GcsResult result;
 
     g_free (job);
-    if (handle == GCS_INVALID_HANDLE)
+    if (type == GCS_JOB_STOP)
       break;
+    if (type == GCS_JOB_DRAINED) {
+      g_mutex_lock (&self->drain_lock);
+      self->drains_done++;
+      g_cond_broadcast (&self->drain_cond);
+      g_mutex_unlock (&self->drain_lock);
+      continue;
+    }
     __atomic_store_n (&self->current, handle, __ATOMIC_SEQ_CST);
     result = gcs_safe_access (handle, read_buffer, self);
     if (result == GCS_OK)
@@ -166,18 +198,22 @@ worker_main (gpointer data)
 static void
 drop_pending (GcsWorker * self)
 {
+  GQueue markers = G_QUEUE_INIT;
   GcsJob *job;
   GcsHandle current;
 
   while ((job = g_async_queue_try_pop (self->jobs)) != NULL) {
-    if (job->handle == GCS_INVALID_HANDLE) {
-      g_async_queue_push_front (self->jobs, job);
-      break;
+    if (job->type != GCS_JOB_READ) {
+      g_queue_push_tail (&markers, job);        /* kept, in order, below */
+      continue;
     }
     if (gcs_unregister (job->handle) == GCS_OK)
       atomic_add64 (&self->dropped, 1);
     g_free (job);
   }
+  /* Back at the front: they were queued before anything pushed since. */
+  while ((job = g_queue_pop_tail (&markers)) != NULL)
+    g_async_queue_push_front (self->jobs, job);
   current = __atomic_load_n (&self->current, __ATOMIC_SEQ_CST);
   if (current != GCS_INVALID_HANDLE)
     gcs_unregister (current);   /* released when the worker's access ends */
@@ -199,7 +235,6 @@ gcs_worker_transform_ip (GstBaseTransform * trans, GstBuffer * buffer)
   GcsWorker *self = GCS_WORKER (trans);
   GcsRegistration registration = { 0 };
   GcsHandle handle;
-  GcsJob *job;
   guint64 count;
 
   registration.struct_size = sizeof registration;
@@ -215,9 +250,7 @@ gcs_worker_transform_ip (GstBaseTransform * trans, GstBuffer * buffer)
   gcs_add_cleanup (handle, count_release, self);
   count = __atomic_add_fetch (&self->registered, 1, __ATOMIC_RELAXED);
 
-  job = g_new (GcsJob, 1);
-  job->handle = handle;
-  g_async_queue_push (self->jobs, job);
+  g_async_queue_push (self->jobs, job_new (GCS_JOB_READ, handle));
 
   if (self->seek_after != 0 && count == self->seek_after && !self->seeked) {
     self->seeked = TRUE;
@@ -226,14 +259,38 @@ gcs_worker_transform_ip (GstBaseTransform * trans, GstBuffer * buffer)
   return GST_FLOW_OK;
 }
 
+/* Wait until the worker has done every job queued so far (at EOS, so that
+ * a stream that ends normally is read in full). A flush meanwhile drops the
+ * queued buffers but keeps the marker, so this never waits for more than
+ * the worker's current job. */
+static void
+wait_drained (GcsWorker * self)
+{
+  guint64 target;
+
+  g_mutex_lock (&self->drain_lock);
+  target = ++self->drains_requested;
+  g_async_queue_push (self->jobs, job_new (GCS_JOB_DRAINED, GCS_INVALID_HANDLE));
+  while (self->drains_done < target)
+    g_cond_wait (&self->drain_cond, &self->drain_lock);
+  g_mutex_unlock (&self->drain_lock);
+}
+
 static gboolean
 gcs_worker_sink_event (GstBaseTransform * trans, GstEvent * event)
 {
   GcsWorker *self = GCS_WORKER (trans);
 
-  if (GST_EVENT_TYPE (event) == GST_EVENT_FLUSH_START) {
-    atomic_add64 (&self->flushes, 1);
-    drop_pending (self);
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_FLUSH_START:
+      atomic_add64 (&self->flushes, 1);
+      drop_pending (self);
+      break;
+    case GST_EVENT_EOS:
+      wait_drained (self);
+      break;
+    default:
+      break;
   }
   return GST_BASE_TRANSFORM_CLASS (gcs_worker_parent_class)->sink_event (trans,
       event);
@@ -253,6 +310,7 @@ gcs_worker_start (GstBaseTransform * trans)
   self->flushes = self->checksum = 0;
   self->current = GCS_INVALID_HANDLE;
   self->seeked = FALSE;
+  self->drains_requested = self->drains_done = 0;
   self->jobs = g_async_queue_new ();
   self->thread = g_thread_new ("gcsworker", worker_main, self);
   return TRUE;
@@ -262,13 +320,12 @@ static gboolean
 gcs_worker_stop (GstBaseTransform * trans)
 {
   GcsWorker *self = GCS_WORKER (trans);
-  GcsJob *stop = g_new0 (GcsJob, 1);
   GcsStats stats = { 0 };
   gboolean ok;
 
   /* Teardown under the worker: drop what it still has, then stop it. */
   drop_pending (self);
-  g_async_queue_push (self->jobs, stop);
+  g_async_queue_push (self->jobs, job_new (GCS_JOB_STOP, GCS_INVALID_HANDLE));
   g_thread_join (self->thread);
   self->thread = NULL;
   g_async_queue_unref (self->jobs);
@@ -337,6 +394,16 @@ gcs_worker_get_property (GObject * object, guint prop_id, GValue * value,
 }
 
 static void
+gcs_worker_finalize (GObject * object)
+{
+  GcsWorker *self = GCS_WORKER (object);
+
+  g_mutex_clear (&self->drain_lock);
+  g_cond_clear (&self->drain_cond);
+  G_OBJECT_CLASS (gcs_worker_parent_class)->finalize (object);
+}
+
+static void
 gcs_worker_class_init (GcsWorkerClass * klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
@@ -345,6 +412,7 @@ gcs_worker_class_init (GcsWorkerClass * klass)
 
   gobject_class->set_property = gcs_worker_set_property;
   gobject_class->get_property = gcs_worker_get_property;
+  gobject_class->finalize = gcs_worker_finalize;
 
   g_object_class_install_property (gobject_class, PROP_PASSES,
       g_param_spec_uint ("passes", "Passes",
@@ -381,6 +449,8 @@ static void
 gcs_worker_init (GcsWorker * self)
 {
   self->passes = 1;
+  g_mutex_init (&self->drain_lock);
+  g_cond_init (&self->drain_cond);
   gst_base_transform_set_passthrough (GST_BASE_TRANSFORM (self), TRUE);
 }
 
