@@ -2,12 +2,16 @@
 # Build gcsafety (release) and install it, or set it up for use in-tree.
 #
 #   scripts/install.sh [--prefix DIR] [--libdir DIR] [--includedir DIR] [--destdir DIR]
-#       Installs, as cargo-c would:
-#         $includedir/gcsafety.h
-#         $libdir/libgcsafety.so.0       (the cdylib; its soname is libgcsafety.so.0)
-#         $libdir/libgcsafety.so         -> libgcsafety.so.0
+#       Installs, as cargo-c does (`cargo cinstall`, with the
+#       [package.metadata.capi] of Cargo.toml):
+#         $includedir/*.h                (every header of include/)
+#         $includedir/gcsafety.hpp       (the header-only C++ binding)
+#         $libdir/libgcsafety.so.VERSION (the cdylib; its soname is libgcsafety.so.0)
+#         $libdir/libgcsafety.so.0       -> libgcsafety.so.VERSION
+#         $libdir/libgcsafety.so         -> libgcsafety.so.VERSION
 #         $libdir/libgcsafety.a          (the staticlib)
 #         $libdir/pkgconfig/gcsafety.pc
+#       VERSION is the crate's version (Cargo.toml). `make install` runs this.
 #       Defaults: --prefix /usr/local, --libdir PREFIX/lib,
 #       --includedir PREFIX/include. --destdir (or $DESTDIR) stages the files
 #       under another root, for packaging; the .pc still names PREFIX.
@@ -112,15 +116,17 @@ prefix=$(absolute "$prefix")
 libdir=$(absolute "${libdir:-$prefix/lib}")
 includedir=$(absolute "${includedir:-$prefix/include}")
 
+headers=(include/*.h bindings/cpp/gcsafety.hpp)
 install -d "$destdir$includedir" "$destdir$libdir/pkgconfig"
-install -m 644 include/gcsafety.h "$destdir$includedir/gcsafety.h"
-install -m 755 "$build_dir/libgcsafety.so" "$destdir$libdir/libgcsafety.so.0"
-ln -sfn libgcsafety.so.0 "$destdir$libdir/libgcsafety.so"
+install -m 644 "${headers[@]}" "$destdir$includedir/"
+install -m 755 "$build_dir/libgcsafety.so" "$destdir$libdir/libgcsafety.so.$version"
+ln -sfn "libgcsafety.so.$version" "$destdir$libdir/libgcsafety.so.0"
+ln -sfn "libgcsafety.so.$version" "$destdir$libdir/libgcsafety.so"
 install -m 644 "$build_dir/libgcsafety.a" "$destdir$libdir/libgcsafety.a"
 write_pc "$destdir$libdir/pkgconfig/gcsafety.pc" "$prefix" "$libdir" "$includedir"
 
-for file in "$includedir/gcsafety.h" "$libdir/libgcsafety.so.0" "$libdir/libgcsafety.so" \
-    "$libdir/libgcsafety.a" "$libdir/pkgconfig/gcsafety.pc"; do
+for file in "${headers[@]/#*\//$includedir/}" "$libdir/libgcsafety.so.$version" "$libdir/libgcsafety.so.0" \
+    "$libdir/libgcsafety.so" "$libdir/libgcsafety.a" "$libdir/pkgconfig/gcsafety.pc"; do
     echo "install.sh: installed $destdir$file"
 done
 

@@ -18,8 +18,8 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 # GStreamer for the library and its tests (headers, the core tools, and the
 # plugins the tests and the demo use: videotestsrc, fakesink, ...), clang
 # and valgrind for the sanitizer and valgrind runs of the C tests,
-# pkg-config, python3 for the Python binding, and curl for the Go capture
-# demo's HTTP check.
+# pkg-config, g++ for the C++ binding, python3 with PyGObject and pytest
+# for the Python binding, and curl for the Go capture demo's HTTP check.
 packages=(
     pkg-config
     libgstreamer1.0-dev
@@ -30,6 +30,10 @@ packages=(
     clang
     valgrind
     python3
+    g++
+    python3-gi
+    gir1.2-gstreamer-1.0
+    python3-pytest
     curl
 )
 

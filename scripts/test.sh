@@ -46,19 +46,28 @@ stage() {
     stage_times+=("$took")
 }
 
-# ----- pkg-config --------------------------------------------------------------
+# ----- README examples -------------------------------------------------------------
 
-# The README's C example (its first ```c block, a complete program) is built
-# and run here through pkg-config, so neither can rot: in-tree (the
-# uninstalled .pc), installed into a temporary prefix (scripts/install.sh),
-# and linked statically against libgcsafety.a with the .pc's Libs.private.
+# readme_block LANG: the README's first ```LANG block (its examples are
+# complete programs, so that they can be run here and cannot rot).
+readme_block() {
+    awk -v fence="\`\`\`$1" '$0 == fence { inside = 1; next } /^```$/ && inside { exit } inside' README.md
+}
+
+# ----- pkg-config, make install ------------------------------------------------------
+
+# The README's C example is built and run here through pkg-config: in-tree
+# (the uninstalled .pc), against a `make install DESTDIR=...` copy, and
+# linked statically against libgcsafety.a with the .pc's Libs.private.
 pkg_config_check() {
     fail() { echo "pkg-config check: $*" >&2; exit 1; }
+    # (grep without -q below: with pipefail, -q could stop reading early and
+    # fail the pipeline with SIGPIPE in the writer.)
     local example cflags=(-std=c11 -Wall -Wextra -Wpedantic -Werror)
     work=$(mktemp -d) # global: the trap runs when the stage's subshell exits
     trap 'rm -rf "$work"' EXIT
     example=$work/readme_example.c
-    awk '/^```c$/ { inside = 1; next } /^```$/ && inside { exit } inside' README.md >"$example"
+    readme_block c >"$example"
     grep -q '^main *(' "$example" || fail "README.md's first \`\`\`c block is not a complete program"
 
     echo "-- in-tree: target/pkgconfig/gcsafety.pc"
@@ -70,17 +79,45 @@ pkg_config_check() {
         $(PKG_CONFIG_PATH=$in_tree pkg-config --cflags --libs gcsafety gstreamer-1.0)
     "$work/in_tree"
 
-    echo "-- installed: scripts/install.sh --prefix $work/prefix"
-    scripts/install.sh --prefix "$work/prefix" >/dev/null
-    local installed=$work/prefix/lib/pkgconfig libdir
+    # A package build: installed under a staging root, used from there
+    # (PKG_CONFIG_SYSROOT_DIR), then moved to its prefix as a package
+    # manager would unpack it.
+    local prefix=$work/root/usr stage=$work/stage version
+    version=$(sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)
+    echo "-- make install PREFIX=$prefix DESTDIR=$stage"
+    make -s install PREFIX="$prefix" DESTDIR="$stage" >/dev/null
+    local expected actual
+    expected=$(
+        printf '%s\n' include/*.h bindings/cpp/gcsafety.hpp | sed 's|.*/|include/|'
+        printf 'lib/%s\n' libgcsafety.a libgcsafety.so libgcsafety.so.0 "libgcsafety.so.$version" pkgconfig/gcsafety.pc
+    )
+    actual=$(cd "$stage$prefix" && find . ! -type d | sed 's|^\./||')
+    [ "$(sort <<<"$actual")" = "$(sort <<<"$expected")" ] ||
+        fail "make install installed:"$'\n'"$actual"$'\n'"expected:"$'\n'"$expected"
+    [ -z "$(find "$stage" ! -type d ! -path "$stage$prefix/*")" ] || fail "make install wrote outside DESTDIR/PREFIX"
+    local staged_lib=$stage$prefix/lib
+    [ "$(readlink "$staged_lib/libgcsafety.so")" = "libgcsafety.so.$version" ] || fail "libgcsafety.so is not a symlink to libgcsafety.so.$version"
+    [ "$(readlink "$staged_lib/libgcsafety.so.0")" = "libgcsafety.so.$version" ] || fail "libgcsafety.so.0 is not a symlink to libgcsafety.so.$version"
+    objdump -p "$staged_lib/libgcsafety.so.$version" | grep 'SONAME *libgcsafety\.so\.0$' >/dev/null || fail "libgcsafety.so.$version has another soname"
+
+    echo "-- staged: an outside program (c-tests/header_check.c) with pkg-config --cflags --libs gcsafety only"
+    # shellcheck disable=SC2046
+    cc -std=c99 -Wall -Wextra -Wpedantic -Werror c-tests/header_check.c -o "$work/outside" \
+        $(PKG_CONFIG_SYSROOT_DIR=$stage PKG_CONFIG_PATH=$staged_lib/pkgconfig pkg-config --cflags --libs gcsafety)
+    LD_LIBRARY_PATH=$staged_lib ldd "$work/outside" | grep "libgcsafety\.so\.0 => $staged_lib/libgcsafety\.so\.0 " >/dev/null ||
+        fail "the outside program does not load the staged library"
+    LD_LIBRARY_PATH=$staged_lib "$work/outside"
+
+    echo "-- installed: the staged tree moved to $prefix"
+    mkdir -p "$(dirname "$prefix")"
+    mv "$stage$prefix" "$prefix"
+    local installed=$prefix/lib/pkgconfig libdir
     libdir=$(PKG_CONFIG_PATH=$installed pkg-config --variable=libdir gcsafety)
-    [ "$libdir" = "$work/prefix/lib" ] || fail "the installed gcsafety.pc has libdir $libdir"
-    [ "$(readlink "$libdir/libgcsafety.so")" = libgcsafety.so.0 ] || fail "libgcsafety.so is not a symlink to libgcsafety.so.0"
-    objdump -p "$libdir/libgcsafety.so.0" | grep -q 'SONAME *libgcsafety\.so\.0$' || fail "libgcsafety.so.0 has another soname"
+    [ "$libdir" = "$prefix/lib" ] || fail "the installed gcsafety.pc has libdir $libdir"
     # shellcheck disable=SC2046
     cc "${cflags[@]}" "$example" -o "$work/installed" \
         $(PKG_CONFIG_PATH=$installed pkg-config --cflags --libs gcsafety gstreamer-1.0) -Wl,-rpath,"$libdir"
-    readelf -d "$work/installed" | grep -q 'NEEDED.*\[libgcsafety\.so\.0\]' || fail "the program does not need libgcsafety.so.0"
+    readelf -d "$work/installed" | grep 'NEEDED.*\[libgcsafety\.so\.0\]' >/dev/null || fail "the program does not need libgcsafety.so.0"
     "$work/installed"
 
     echo "-- installed, static: libgcsafety.a + pkg-config --static"
@@ -89,8 +126,44 @@ pkg_config_check() {
     # shellcheck disable=SC2046
     cc "${cflags[@]}" "$example" -o "$work/static" $(PKG_CONFIG_PATH=$installed pkg-config --cflags gcsafety gstreamer-1.0) \
         -Wl,--as-needed "$libdir/libgcsafety.a" $(PKG_CONFIG_PATH=$installed pkg-config --static --libs gcsafety gstreamer-1.0)
-    ! readelf -d "$work/static" | grep -q 'NEEDED.*libgcsafety' || fail "the static program needs libgcsafety.so"
+    ! readelf -d "$work/static" | grep 'NEEDED.*libgcsafety' >/dev/null || fail "the static program needs libgcsafety.so"
     "$work/static"
+
+    echo "-- make uninstall PREFIX=$prefix"
+    make -s uninstall PREFIX="$prefix"
+    [ -z "$(find "$prefix" ! -type d)" ] || fail "make uninstall left: $(find "$prefix" ! -type d)"
+}
+
+# The README's C++, Python and Go examples, each a complete program, run
+# against the in-tree build. (The C example runs in the pkg-config stage; the
+# Rust one is a doctest of src/lib.rs, run by `cargo test`.)
+readme_examples() {
+    fail() { echo "README examples: $*" >&2; exit 1; }
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    scripts/install.sh --uninstalled >/dev/null
+    export PKG_CONFIG_PATH=$root/target/pkgconfig
+
+    echo "-- C++ (\`\`\`cpp)"
+    readme_block cpp >"$work/example.cpp"
+    grep -q '^int main *(' "$work/example.cpp" || fail "README.md's first \`\`\`cpp block is not a complete program"
+    # shellcheck disable=SC2046
+    c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror -Ibindings/cpp "$work/example.cpp" -o "$work/example_cpp" \
+        $(pkg-config --cflags --libs gcsafety gstreamer-1.0)
+    "$work/example_cpp"
+
+    echo "-- Python (\`\`\`python, /usr/bin/python3)"
+    readme_block python >"$work/example.py"
+    grep -q '^import gcsafety' "$work/example.py" || fail "README.md's first \`\`\`python block does not import gcsafety"
+    PYTHONPATH=$root/bindings/python /usr/bin/python3 "$work/example.py"
+
+    echo "-- Go (\`\`\`go)"
+    mkdir "$work/go"
+    readme_block go >"$work/go/main.go"
+    grep -q '^package main' "$work/go/main.go" || fail "README.md's first \`\`\`go block is not a main package"
+    printf '%s\n' "module readme.example/app" "" "go 1.19" "" "require gcsafety.dev/gcsafety v0.0.0" \
+        "replace gcsafety.dev/gcsafety => $root/bindings/go" >"$work/go/go.mod"
+    (cd "$work/go" && CGO_ENABLED=1 go run .)
 }
 
 # ----- Go binding ------------------------------------------------------------------
@@ -203,13 +276,20 @@ stage "benches (test mode)" cargo test --benches
 stage "ignored tests (C: ASan+UBSan, valgrind)" cargo test --tests -- --ignored
 stage "miri" scripts/miri.sh
 stage "loom" scripts/loom.sh
-stage "pkg-config" pkg_config_check
+stage "pkg-config, make install" pkg_config_check
 stage "demo (tour)" scripts/demo.sh --tour
 stage "capture demo (C, ASan)" capture_demo_c
 if [ -f bindings/go/go.mod ]; then
     stage "go vet, go test -race" go_tests
     stage "capture demo (Go, -race)" capture_demo_go
 fi
+# The C header as C99 and C++11; gcsafety.hpp with g++ and clang++ ASan+UBSan.
+stage "C++ binding, C header as C99/C++11" bindings/cpp/test.sh
+# pytest with Debian's python3 and PyGObject, real GStreamer.
+stage "Python binding (pytest)" bindings/python/test.sh
+# gcsworker in gst-inspect-1.0 and gst-launch-1.0, plain and ASan+UBSan.
+stage "GStreamer plugin (gst-launch)" examples/gst-plugin/test.sh
+stage "README examples (C++, Python, Go)" readme_examples
 
 printf '\nAll stages passed.\n'
 for i in "${!stage_names[@]}"; do

@@ -79,3 +79,9 @@ pub use thread_accesses::TRACKED as TRACKED_ACCESSES_PER_THREAD;
 pub fn register<T: glib::prelude::IsA<gstreamer::Object>>(object: &T) -> Result<Handle> {
     Registration::gst_object(object).register()
 }
+
+/// The README's Rust code blocks, compiled and run as doctests by `cargo
+/// test` (its example is a complete program; fragments are `rust,ignore`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,43 @@
+# The usual entry points for C users and packagers; the work is done by
+# scripts/install.sh and scripts/test.sh.
+#
+#   make                  build the release library (target/release) and the
+#                         in-tree target/pkgconfig/gcsafety.pc
+#   make check            every test (scripts/test.sh)
+#   make install          install the library, headers and gcsafety.pc:
+#                         PREFIX (/usr/local), LIBDIR (PREFIX/lib),
+#                         INCLUDEDIR (PREFIX/include), DESTDIR (staging root)
+#   make uninstall        remove what make install installed (same variables)
+#   make demo             scripts/demo.sh
+#
+# The files and their names are those of cargo-c (`cargo cinstall`, with the
+# [package.metadata.capi] of Cargo.toml): libgcsafety.so.VERSION with the
+# soname libgcsafety.so.0, the symlinks libgcsafety.so.0 and libgcsafety.so,
+# libgcsafety.a, include/*.h, bindings/cpp/gcsafety.hpp, and
+# pkgconfig/gcsafety.pc.
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DESTDIR ?=
+VERSION := $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)
+HEADERS := $(notdir $(wildcard include/*.h)) gcsafety.hpp
+
+all:
+	scripts/install.sh --uninstalled
+
+check:
+	scripts/test.sh
+
+install:
+	scripts/install.sh --prefix "$(PREFIX)" --libdir "$(LIBDIR)" --includedir "$(INCLUDEDIR)" --destdir "$(DESTDIR)"
+
+uninstall:
+	rm -f $(addprefix "$(DESTDIR)$(INCLUDEDIR)"/,$(HEADERS))
+	rm -f "$(DESTDIR)$(LIBDIR)/libgcsafety.so.$(VERSION)" "$(DESTDIR)$(LIBDIR)/libgcsafety.so.0" \
+	    "$(DESTDIR)$(LIBDIR)/libgcsafety.so" "$(DESTDIR)$(LIBDIR)/libgcsafety.a" \
+	    "$(DESTDIR)$(LIBDIR)/pkgconfig/gcsafety.pc"
+
+demo:
+	scripts/demo.sh
+
+.PHONY: all check install uninstall demo
