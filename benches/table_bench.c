@@ -1,14 +1,17 @@
 /* The atomic state table from C: the header-inline access functions and the
- * exported ones against the floor, with 1 and 2 threads; random-handle
+ * exported ones against the floor, with 1 thread, 2 threads on one shared
+ * handle and 2 threads on distinct handles; random-handle
  * accesses with 1k and 1M live handles; memory per live handle; and
  * register+unregister with 1 and 2 threads. Every figure is a median of
  * repeats, and every target a ratio of medians taken in the same run, the
  * designs interleaved within each repeat (never a timed test).
  *
  *   scripts/bench-table.sh            # builds the release library and this
- *   target/bench/table_bench [REPEATS]
+ *   target/bench/table_bench [REPEATS] [--json FILE]
  *
- * Prints a markdown table (docs/performance.md has the figures). */
+ * Prints markdown tables (docs/performance.md has the figures); with --json,
+ * also writes every median to FILE (scripts/bench-chart.py draws the access
+ * medians as docs/access-chart.svg). */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdint.h>
@@ -102,10 +105,37 @@ static const char *op_names[OP_COUNT] = {
   "`gcs_access_begin` + `gcs_access_end` (exported)",
 };
 
+/* The designs' names in the JSON output. */
+static const char *op_keys[OP_COUNT] = {
+  "floor", "safe_access_inline", "safe_access", "begin_end_inline", "begin_end",
+};
+
+/* How many threads access, and on which handles. */
+enum mode
+{
+  MODE_ONE_THREAD,
+  MODE_SHARED,                  /* 2 threads, one handle registered once */
+  MODE_DISTINCT,                /* 2 threads, each its own handle */
+  MODE_COUNT
+};
+
+static const char *mode_names[MODE_COUNT] = {
+  "1 thread", "2 threads, one shared handle", "2 threads, distinct handles",
+};
+
+static const char *mode_keys[MODE_COUNT] = {
+  "1_thread", "2_threads_shared", "2_threads_distinct",
+};
+
+/* The floor's counter when both threads share it: one line for both. */
+static _Alignas (128) uint64_t shared_counter;
+
 typedef struct
 {
   _Alignas (128) uint64_t counter;      /* the floor's, one line per thread */
+  uint64_t *floor_word;         /* &counter, or &shared_counter */
   int index;                    /* which thread: 0 or 1 */
+  int own_handle;               /* registers its own object (else `handle` is given) */
   GcsHandle handle;
   void *object;
   enum op op;
@@ -119,15 +149,16 @@ run_access (AccessJob * job)
 {
   GcsAccessFn cb = callback_ptr;
   GcsHandle h = job->handle;
+  uint64_t *word = job->floor_word;
   long n = job->iterations;
   void *object;
   double t0 = now_ns ();
   switch (job->op) {
     case OP_FLOOR:
       for (long i = 0; i < n; i++) {
-        __atomic_fetch_add (&job->counter, 1, __ATOMIC_ACQUIRE);
+        __atomic_fetch_add (word, 1, __ATOMIC_ACQUIRE);
         cb (job->object, NULL);
-        __atomic_fetch_sub (&job->counter, 1, __ATOMIC_RELEASE);
+        __atomic_fetch_sub (word, 1, __ATOMIC_RELEASE);
       }
       break;
     case OP_INLINE_SAFE:
@@ -165,21 +196,32 @@ access_thread (void *data)
   /* Each thread registers its own object, as a thread of a real program
    * does: its slot sits in that thread's block, apart from the other's. */
   static char objects[2][64];
-  job->object = objects[job->index];
-  job->handle = register_pointer (job->object);
+  if (job->own_handle) {
+    job->object = objects[job->index];
+    job->handle = register_pointer (job->object);
+  }
   pthread_barrier_wait (job->start);
   job->ns_per_op = run_access (job);
-  gcs_unregister (job->handle);
+  if (job->own_handle)
+    gcs_unregister (job->handle);
   return NULL;
 }
 
-/* ns per access of `op` with `threads` threads on their own handles. */
+/* ns per access of `op` (each thread's time ÷ its accesses, averaged over
+ * the threads) in `mode`: 1 thread on its own handle, 2 threads on one
+ * handle registered once (and, for the floor, one counter), or 2 threads on
+ * their own handles (and counters, on lines of their own). */
 static double
-access_sample (enum op op, int threads, long iterations)
+access_sample (enum op op, enum mode mode, long iterations)
 {
+  static char shared_object[64];
   AccessJob jobs[2];
   pthread_t ids[2];
   pthread_barrier_t start;
+  int threads = mode == MODE_ONE_THREAD ? 1 : 2;
+  GcsHandle shared = 0;
+  if (mode == MODE_SHARED)
+    shared = register_pointer (shared_object);
   pthread_barrier_init (&start, NULL, threads);
   for (int t = 0; t < threads; t++) {
     memset (&jobs[t], 0, sizeof jobs[t]);
@@ -187,6 +229,14 @@ access_sample (enum op op, int threads, long iterations)
     jobs[t].op = op;
     jobs[t].iterations = iterations;
     jobs[t].start = &start;
+    jobs[t].own_handle = mode != MODE_SHARED;
+    if (mode == MODE_SHARED) {
+      jobs[t].handle = shared;
+      jobs[t].object = shared_object;
+      jobs[t].floor_word = &shared_counter;
+    } else {
+      jobs[t].floor_word = &jobs[t].counter;
+    }
     pthread_create (&ids[t], NULL, access_thread, &jobs[t]);
   }
   double sum = 0;
@@ -195,6 +245,8 @@ access_sample (enum op op, int threads, long iterations)
     sum += jobs[t].ns_per_op;
   }
   pthread_barrier_destroy (&start);
+  if (mode == MODE_SHARED)
+    gcs_unregister (shared);
   return sum / threads;
 }
 
@@ -303,40 +355,108 @@ register_sample (int threads, long iterations)
   return sum / threads;
 }
 
-static void
-target (const char *what, double ratio, double limit)
+/* ---- output ------------------------------------------------------------- */
+
+#define TARGET_MAX 16
+
+/* A target: a ratio of medians of this run, against its limit. */
+typedef struct
 {
+  const char *key;
+  const char *what;
+  double ratio;
+  double limit;
+} Target;
+
+static Target targets[TARGET_MAX];
+static int target_count;
+
+static void
+target (const char *key, const char *what, double ratio, double limit)
+{
+  if (target_count < TARGET_MAX)
+    targets[target_count++] = (Target) { key, what, ratio, limit };
   printf ("| %s | %.2f× | ≤ %.2f× | %s |\n", what, ratio, limit, ratio <= limit ? "PASS" : "MISS");
+}
+
+/* `text` as a JSON string. */
+static void
+json_string (FILE * f, const char *text)
+{
+  fputc ('"', f);
+  for (const char *c = text; *c != '\0'; c++) {
+    if (*c == '"' || *c == '\\')
+      fprintf (f, "\\%c", *c);
+    else if ((unsigned char) *c < 0x20)
+      fprintf (f, "\\u%04x", (unsigned) (unsigned char) *c);
+    else
+      fputc (*c, f);
+  }
+  fputc ('"', f);
+}
+
+/* The load average when the run started, as /proc/loadavg has it. */
+static void
+read_loadavg (char *out, size_t size)
+{
+  FILE *f = fopen ("/proc/loadavg", "r");
+  out[0] = '\0';
+  if (f != NULL) {
+    if (fgets (out, (int) size, f) == NULL)
+      out[0] = '\0';
+    fclose (f);
+  }
+  out[strcspn (out, "\n")] = '\0';
 }
 
 int
 main (int argc, char **argv)
 {
-  if (argc > 1)
-    repeats = atoi (argv[1]) > 0 ? atoi (argv[1]) : repeats;
+  const char *json_path = NULL;
+  for (int a = 1; a < argc; a++) {
+    if (strcmp (argv[a], "--json") == 0 && a + 1 < argc)
+      json_path = argv[++a];
+    else if (atoi (argv[a]) > 0)
+      repeats = atoi (argv[a]);
+    else {
+      fprintf (stderr, "usage: %s [REPEATS] [--json FILE]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (repeats > 64)
+    repeats = 64;
+  char loadavg[128];
+  read_loadavg (loadavg, sizeof loadavg);
   const long iterations = 2000000;
-  double samples[2][OP_COUNT][64];
-  double medians[2][OP_COUNT];
+  double samples[MODE_COUNT][OP_COUNT][64];
+  double medians[MODE_COUNT][OP_COUNT];
 
   /* Warm up: the view, the default manager, the threads' blocks. */
-  access_sample (OP_INLINE_SAFE, 2, 100000);
+  access_sample (OP_INLINE_SAFE, MODE_DISTINCT, 100000);
+  access_sample (OP_INLINE_SAFE, MODE_SHARED, 100000);
 
+  /* Every design in every mode once per repeat, interleaved, so that a
+   * change in the machine's load hits all of them alike. */
   for (int r = 0; r < repeats; r++)
-    for (int threads = 1; threads <= 2; threads++)
+    for (int mode = 0; mode < MODE_COUNT; mode++)
       for (int op = 0; op < OP_COUNT; op++)
-        samples[threads - 1][op][r] = access_sample (op, threads, iterations);
-  for (int t = 0; t < 2; t++)
+        samples[mode][op][r] = access_sample (op, mode, iterations);
+  for (int mode = 0; mode < MODE_COUNT; mode++)
     for (int op = 0; op < OP_COUNT; op++)
-      medians[t][op] = median (samples[t][op], repeats);
+      medians[mode][op] = median (samples[mode][op], repeats);
 
-  printf ("### Access, C (median of %d runs of %ld accesses; ns per access)\n\n", repeats,
-      iterations);
-  printf ("| design | 1 thread | ÷ floor | 2 threads, distinct handles | ÷ floor |\n|---|---|---|---|---|\n");
-  for (int op = 0; op < OP_COUNT; op++)
-    printf ("| %s | %.1f | %.2f× | %.1f | %.2f× |\n", op_names[op], medians[0][op],
-        medians[0][op] / medians[0][OP_FLOOR], medians[1][op],
-        medians[1][op] / medians[1][OP_FLOOR]);
-
+  printf ("### Access, C (median of %d runs of %ld accesses per thread; ns per access, per thread)\n\n",
+      repeats, iterations);
+  printf ("| design |");
+  for (int mode = 0; mode < MODE_COUNT; mode++)
+    printf (" %s | ÷ floor |", mode_names[mode]);
+  printf ("\n|---|---|---|---|---|---|---|\n");
+  for (int op = 0; op < OP_COUNT; op++) {
+    printf ("| %s |", op_names[op]);
+    for (int mode = 0; mode < MODE_COUNT; mode++)
+      printf (" %.1f | %.2f× |", medians[mode][op], medians[mode][op] / medians[mode][OP_FLOOR]);
+    printf ("\n");
+  }
   /* Random handles among 1k, then 1M live ones; the baseline is the floor
    * on a random entry of a plain array of 16- and 32-byte entries. */
   const long random_n = 2000000;
@@ -395,17 +515,75 @@ main (int argc, char **argv)
   printf ("| threads | ns per pair |\n|---|---|\n| 1 | %.1f |\n| 2, own objects | %.1f |\n", reg1, reg2);
 
   printf ("\n### Targets (ratios of medians of this run)\n\n| measure | measured | target | |\n|---|---|---|---|\n");
-  target ("`gcs_safe_access_inline` ÷ floor, 1 thread", medians[0][OP_INLINE_SAFE] / medians[0][OP_FLOOR], 1.15);
-  target ("`gcs_safe_access_inline` ÷ floor, 2 threads, distinct handles",
-      medians[1][OP_INLINE_SAFE] / medians[1][OP_FLOOR], 1.15);
-  target ("exported `gcs_safe_access` ÷ floor, 1 thread", medians[0][OP_EXPORTED_SAFE] / medians[0][OP_FLOOR], 1.5);
-  target ("random access, 1M ÷ 1k live handles (`gcs_safe_access`)", random_ns[1][0] / random_ns[0][0], 2.0);
-  target ("random access, 1M ÷ 1k live handles (inline)", random_ns[1][1] / random_ns[0][1], 2.0);
+  target ("safe_access_inline_1_thread", "`gcs_safe_access_inline` ÷ floor, 1 thread",
+      medians[MODE_ONE_THREAD][OP_INLINE_SAFE] / medians[MODE_ONE_THREAD][OP_FLOOR], 1.15);
+  target ("safe_access_inline_2_threads_distinct",
+      "`gcs_safe_access_inline` ÷ floor, 2 threads, distinct handles",
+      medians[MODE_DISTINCT][OP_INLINE_SAFE] / medians[MODE_DISTINCT][OP_FLOOR], 1.15);
+  target ("safe_access_1_thread", "exported `gcs_safe_access` ÷ floor, 1 thread",
+      medians[MODE_ONE_THREAD][OP_EXPORTED_SAFE] / medians[MODE_ONE_THREAD][OP_FLOOR], 1.5);
+  target ("random_1m_over_1k_safe_access", "random access, 1M ÷ 1k live handles (`gcs_safe_access`)",
+      random_ns[1][0] / random_ns[0][0], 2.0);
+  target ("random_1m_over_1k_inline", "random access, 1M ÷ 1k live handles (inline)",
+      random_ns[1][1] / random_ns[0][1], 2.0);
   printf ("| (baseline: the floor on a plain array, 1M ÷ 1k, 16 / 32-byte entries) | %.2f× / %.2f× | | |\n",
       random_ns[1][2] / random_ns[0][2], random_ns[1][3] / random_ns[0][3]);
-  target ("register+unregister, 2 threads ÷ 1 thread", reg2 / reg1, 1.3);
+  target ("register_2_threads_over_1", "register+unregister, 2 threads ÷ 1 thread", reg2 / reg1, 1.3);
   printf ("| memory per live handle | %.0f bytes | ≤ 64 bytes | %s |\n", rss_per_handle,
       rss_per_handle <= 64 ? "PASS" : "MISS");
+
+  if (json_path != NULL) {
+    FILE *f = fopen (json_path, "w");
+    if (f == NULL) {
+      perror (json_path);
+      return 1;
+    }
+    fprintf (f, "{\n  \"benchmark\": \"table_bench\",\n  \"unit\": \"ns\",\n");
+    fprintf (f, "  \"statistic\": \"median of repeats\",\n  \"repeats\": %d,\n", repeats);
+    fprintf (f, "  \"loadavg_at_start\": ");
+    json_string (f, loadavg);
+    fprintf (f, ",\n  \"access\": {\n    \"what\": \"ns per access, per thread\",\n");
+    fprintf (f, "    \"iterations_per_thread\": %ld,\n    \"modes\": {", iterations);
+    for (int mode = 0; mode < MODE_COUNT; mode++) {
+      fprintf (f, "%s\"%s\": ", mode ? ", " : "", mode_keys[mode]);
+      json_string (f, mode_names[mode]);
+    }
+    fprintf (f, "},\n    \"designs\": {\n");
+    for (int op = 0; op < OP_COUNT; op++) {
+      fprintf (f, "      \"%s\": {\"label\": ", op_keys[op]);
+      json_string (f, op_names[op]);
+      for (int mode = 0; mode < MODE_COUNT; mode++)
+        fprintf (f, ", \"%s\": %.3f", mode_keys[mode], medians[mode][op]);
+      fprintf (f, "}%s\n", op + 1 < OP_COUNT ? "," : "");
+    }
+    fprintf (f, "    }\n  },\n  \"random_access\": {\n");
+    fprintf (f, "    \"what\": \"ns per access of a random handle among the live ones\",\n");
+    fprintf (f, "    \"accesses\": %ld,\n", random_n);
+    for (int big = 0; big < 2; big++)
+      fprintf (f, "    \"%s\": {\"live_handles\": %ld, \"safe_access\": %.3f, "
+          "\"safe_access_inline\": %.3f, \"floor_16_byte_entries\": %.3f, "
+          "\"floor_32_byte_entries\": %.3f}%s\n", big ? "1M" : "1k", big ? 1000000L : 1000L,
+          random_ns[big][0], random_ns[big][1], random_ns[big][2], random_ns[big][3],
+          big ? "" : ",");
+    fprintf (f, "  },\n  \"memory\": {\"bytes_per_live_handle\": %.1f, \"live_handles\": 1000000},\n",
+        rss_per_handle);
+    fprintf (f, "  \"register_unregister\": {\"what\": \"ns per POINTER register + unregister pair, per thread\", "
+        "\"pairs_per_thread\": %ld, \"1_thread\": %.3f, \"2_threads_own_objects\": %.3f},\n", pairs, reg1, reg2);
+    fprintf (f, "  \"targets\": [\n");
+    for (int t = 0; t < target_count; t++) {
+      fprintf (f, "    {\"key\": \"%s\", \"measure\": ", targets[t].key);
+      json_string (f, targets[t].what);
+      fprintf (f, ", \"measured\": %.4f, \"limit\": %.2f, \"pass\": %s},\n", targets[t].ratio,
+          targets[t].limit, targets[t].ratio <= targets[t].limit ? "true" : "false");
+    }
+    fprintf (f, "    {\"key\": \"memory_per_live_handle\", \"measure\": \"memory per live handle (bytes)\", "
+        "\"measured\": %.1f, \"limit\": 64, \"pass\": %s}\n  ]\n}\n", rss_per_handle,
+        rss_per_handle <= 64 ? "true" : "false");
+    if (fclose (f) != 0) {
+      perror (json_path);
+      return 1;
+    }
+  }
   gcs_shutdown (1000);
   return 0;
 }

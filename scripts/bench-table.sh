@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The C benchmark of the atomic state table (benches/table_bench.c): the
-# header-inline and exported access paths against the floor (1 and 2
-# threads), random-handle access with 1k and 1M live handles, memory per
-# live handle, register+unregister with 1 and 2 threads. Prints markdown.
+# header-inline and exported access paths against the floor (1 thread, 2
+# threads on one shared handle, 2 threads on distinct handles), random-handle
+# access with 1k and 1M live handles, memory per live handle,
+# register+unregister with 1 and 2 threads. Prints markdown; every figure is
+# a median of REPEATS runs, the designs interleaved within each run.
 #
-#   scripts/bench-table.sh [REPEATS]      # default 7
+#   scripts/bench-table.sh [REPEATS] [--json FILE]    # REPEATS: default 7
+#
+# --json FILE also writes every median (and the targets' ratios) to FILE, for
+# scripts/bench-chart.py, which draws docs/access-chart.svg.
 #
 # `scripts/bench-table.sh --smoke` builds it and runs one short repeat (the
 # test command's check that it builds and runs).
