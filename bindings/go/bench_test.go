@@ -69,7 +69,12 @@ func nothing() error { return nil }
 // original design, a runtime/cgo.Handle lookup and an empty cgo call (the
 // floor of any call into C; SafeAccess makes two: gcs_access_begin and
 // gcs_access_end). Each is measured on one goroutine, then on GOMAXPROCS
-// goroutines accessing the same handle (the "parallel" variants).
+// goroutines accessing the same handle (the "parallel" variants), and on
+// GOMAXPROCS goroutines each on its own handle ("parallel-distinct"; the
+// empty cgo call has no handle, so its "parallel" is both). The parallel
+// variants' ns/op is wall time ÷ all goroutines' operations: multiply by
+// GOMAXPROCS for the time of one operation on one goroutine
+// (scripts/bench-go.sh runs them with -cpu 1,2 and does so).
 func BenchmarkAccess(b *testing.B) {
 	m := newTestManager(b, safeConfig())
 	id, err := m.RegisterObject(&payload{}, "Bench")
@@ -129,11 +134,32 @@ func BenchmarkAccess(b *testing.B) {
 			}
 		})
 	})
+	b.Run("HandleAccess/parallel-distinct", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			own, err := m.RegisterObject(&payload{}, "Bench")
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			for pb.Next() {
+				own.Access(func(unsafePointer) error { return nil })
+			}
+		})
+	})
 	b.Run("OriginalDesign/parallel-distinct", func(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			own := original.RegisterObject(&payload{}, "Bench")
 			for pb.Next() {
 				original.SafeAccess(own, nothing)
+			}
+		})
+	})
+	b.Run("CgoHandleValue/parallel-distinct", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			own := cgo.NewHandle(&payload{})
+			defer own.Delete()
+			for pb.Next() {
+				_ = own.Value()
 			}
 		})
 	})
