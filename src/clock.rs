@@ -27,3 +27,24 @@ pub(crate) fn now_ms() -> u64 {
         ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
     }
 }
+
+/// A registration sequence number: nanoseconds on the monotonic clock,
+/// strictly increasing on each thread (registrations of one thread are
+/// ordered; those of different threads by time). Orders the leak report with
+/// no counter shared between threads.
+pub(crate) fn sequence() -> u64 {
+    use std::cell::Cell;
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    std::thread_local! {
+        static LAST: Cell<u64> = const { Cell::new(0) };
+    }
+    let now = ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64;
+    LAST.try_with(|last| {
+        let next = now.max(last.get() + 1);
+        last.set(next);
+        next
+    })
+    .unwrap_or(now)
+}

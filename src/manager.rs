@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The closed bit of `ManagerInner::gate`.
+/// The closed bit of `ManagerInner::gate` and of each stripe's gate.
 const CLOSED: u64 = 1 << 63;
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ use crate::handle::{self, HandleInfo};
 use crate::names::Name;
 use crate::record::Record;
 use crate::release::{self, carry_out_release};
-use crate::stats::{Stats, TypeCounters, TypeStats};
+use crate::stats::{Stats, TypeCounters, TypeRef, TypeStats};
 use crate::table::{Limits, Phase, Table};
 
 /// The table of this load of the library.
@@ -97,11 +97,16 @@ pub(crate) struct ManagerInner {
     pub(crate) config: Config,
     pub(crate) env: EnvFlags,
     pub(crate) is_default: bool,
-    /// Bit 63: closed. The rest: registrations entered (wrapping). Register
-    /// and close meet on this one word, so that their read-modify-writes are
-    /// ordered without a fence: a registration's `fetch_add` after the
-    /// close's `fetch_or` sees the closed bit; one before it synchronizes
-    /// with the close (AcqRel on both), so the close's scan sees its slot.
+    /// Bit 63: closed (the first close sets it; `is_closed` reads it).
+    ///
+    /// Register and close meet on the registering thread's stripe gate
+    /// (`counters.counts`): bit 63 closed, the rest registrations entered
+    /// (wrapping). Their read-modify-writes are ordered without a fence: a
+    /// registration's `fetch_add` after the close's `fetch_or` of that
+    /// stripe sees the closed bit; one before it synchronizes with the close
+    /// (AcqRel on both), so the close's scan, which follows its `fetch_or`
+    /// of every stripe, sees its slot. Each thread writes only its stripe's
+    /// gate, so registrations on different threads share no written line.
     gate: AtomicU64,
     pub(crate) counters: crate::stats::ManagerCounters,
     types: Mutex<HashMap<Box<str>, Arc<TypeCounters>>>,
@@ -175,11 +180,16 @@ impl ManagerInner {
         self.gate.load(Ordering::Acquire) & CLOSED != 0
     }
 
-    /// Called by a registration after its slot is published: `false` if the
-    /// manager was closed meanwhile (then the registration must be undone).
-    pub(crate) fn enter_registration(&self) -> bool {
+    /// Called by a registration of `stripe` after its slot is published:
+    /// `false` if the manager was closed meanwhile (then the registration must
+    /// be undone).
+    pub(crate) fn enter_registration(&self, stripe: u8) -> bool {
         // AcqRel: see `gate`.
-        self.gate.fetch_add(1, Ordering::AcqRel) & CLOSED == 0
+        self.counters.counts.0[stripe as usize]
+            .gate
+            .fetch_add(1, Ordering::AcqRel)
+            & CLOSED
+            == 0
     }
 
     /// The error for work on a closed manager.
@@ -201,25 +211,28 @@ impl ManagerInner {
     /// The counters of a type name, created at its first registration. A
     /// one-entry thread-local memo (manager, name) spares the lock and the
     /// hash when a thread registers the same type again and again.
-    pub(crate) fn type_counters(&self, name: &Name) -> Arc<TypeCounters> {
+    pub(crate) fn type_counters(&self, name: &Name) -> TypeRef {
         thread_local! {
-            static LAST: std::cell::RefCell<Option<(u64, Arc<TypeCounters>)>> =
-                const { std::cell::RefCell::new(None) };
+            /// The last (manager id, counters) this thread registered with.
+            /// Ids are never reused, so an entry of a freed manager never
+            /// matches (and is never dereferenced) again.
+            static LAST: std::cell::Cell<Option<(u64, TypeRef)>> =
+                const { std::cell::Cell::new(None) };
         }
         let hit = LAST
             .try_with(|last| {
-                last.borrow().as_ref().and_then(|(id, counters)| {
-                    (*id == self.id && counters.name.as_c_str() == name.as_c_str())
-                        .then(|| counters.clone())
+                // The id first: only this (live) manager's counters are read.
+                last.get().filter(|(id, counters)| {
+                    *id == self.id && counters.name.as_c_str() == name.as_c_str()
                 })
             })
             .ok()
             .flatten();
-        if let Some(counters) = hit {
+        if let Some((_, counters)) = hit {
             return counters;
         }
-        let counters = self.type_counters_locked(name);
-        let _ = LAST.try_with(|last| *last.borrow_mut() = Some((self.id, counters.clone())));
+        let counters = TypeRef::new(&self.type_counters_locked(name));
+        let _ = LAST.try_with(|last| last.set(Some((self.id, counters))));
         counters
     }
 
@@ -246,6 +259,17 @@ impl ManagerInner {
         {
             table().sweep_expired();
         }
+    }
+
+    /// Whether registrations must watch the tracked bytes (a memory limit
+    /// with a pressure callback is configured).
+    pub(crate) fn watches_memory(&self) -> bool {
+        self.config.memory_limit_bytes != 0 && self.config.memory_pressure.is_some()
+    }
+
+    /// Bytes tracked now (a snapshot of the striped counts).
+    pub(crate) fn tracked_bytes(&self) -> u64 {
+        self.counters.counts.tracked_bytes()
     }
 
     /// After a registration took the tracked bytes from `before` to `after`:
@@ -320,6 +344,9 @@ impl ManagerInner {
         // AcqRel: either a concurrent registration's `enter_registration`
         // sees the closed bit, or the scan below sees its slot (see `gate`).
         let first = self.gate.fetch_or(CLOSED, Ordering::AcqRel) & CLOSED == 0;
+        for stripe in &self.counters.counts.0 {
+            stripe.gate.fetch_or(CLOSED, Ordering::AcqRel);
+        }
         if first && self.env.leaks {
             report_leaks(self);
         }

@@ -50,6 +50,23 @@ pub(crate) fn fork_lock() -> &'static parking_lot::RwLock<HashSet<&'static CStr>
 }
 
 pub(crate) fn intern(name: &CStr) -> Name {
+    std::thread_local! {
+        /// The last name this thread interned: a program registering many
+        /// objects of one type takes no lock (a lock is a write to a line
+        /// that every registering thread writes).
+        static LAST: std::cell::Cell<Option<&'static CStr>> = const { std::cell::Cell::new(None) };
+    }
+    if let Ok(Some(last)) = LAST.try_with(|last| last.get().filter(|last| *last == name)) {
+        return Name::Static(last);
+    }
+    let found = intern_locked(name);
+    if let Name::Static(interned) = found {
+        let _ = LAST.try_with(|last| last.set(Some(interned)));
+    }
+    found
+}
+
+fn intern_locked(name: &CStr) -> Name {
     let set = interned();
     if let Some(found) = set.read().get(name) {
         return Name::Static(found);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::manager::ManagerInner;
 use crate::object::Payload;
-use crate::stats::TypeCounters;
+use crate::stats::TypeRef;
 
 /// A C callback of the ABI: `fn(object, user_data)`, 0 = success.
 pub type CleanupFn = unsafe extern "C" fn(object: *mut c_void, user_data: *mut c_void) -> c_int;
@@ -65,11 +65,16 @@ impl Callback {
 /// The registration held in a slot's details.
 #[derive(Debug)]
 pub(crate) struct Record {
-    /// The manager it belongs to (kept after release, for error codes).
+    /// The manager it belongs to (kept after release, for error codes and
+    /// statistics of refused accesses).
     pub(crate) manager: Arc<ManagerInner>,
-    /// Its type's counters in that manager; moved into the release job
-    /// (nothing needs them after the release).
-    pub(crate) counters: Option<Arc<TypeCounters>>,
+    /// Its type's counters in that manager (kept alive by the manager).
+    pub(crate) counters: TypeRef,
+    /// The statistics stripe of the registering thread (its release is
+    /// counted there too).
+    pub(crate) stripe: u8,
+    /// Whether the release job was taken.
+    pub(crate) released: bool,
     /// The reference to drop; taken at release.
     pub(crate) payload: Option<Payload>,
     /// Cleanups in order of addition; run in reverse at release.
@@ -87,10 +92,46 @@ pub(crate) struct Record {
     pub(crate) backtrace: Option<Arc<Backtrace>>,
 }
 
+/// A manager borrowed by a release job from its record: the record keeps
+/// its `Arc` until the slot is swept, which happens only after the release
+/// claim is dropped, i.e. after the job is done. So a job never touches the
+/// manager's reference count.
+#[derive(Clone, Copy)]
+pub(crate) struct ManagerRef(core::ptr::NonNull<ManagerInner>);
+
+// SAFETY: `ManagerInner` is `Sync`; the pointer is only dereferenced while
+// the record that owns the `Arc` is alive (see the type's documentation).
+unsafe impl Send for ManagerRef {}
+// SAFETY: as above.
+unsafe impl Sync for ManagerRef {}
+
+impl core::ops::Deref for ManagerRef {
+    type Target = ManagerInner;
+    fn deref(&self) -> &ManagerInner {
+        // SAFETY: the record holding an `Arc` of it outlives the job (see
+        // the type's documentation).
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl ManagerRef {
+    /// An owned reference, for work that may outlive the release (the
+    /// finalizer executor's callbacks).
+    pub(crate) fn to_arc(self) -> Arc<ManagerInner> {
+        // SAFETY: the pointer came from `Arc::as_ptr` of a live `Arc` (the
+        // record's), so adding a strong count is sound.
+        unsafe {
+            Arc::increment_strong_count(self.0.as_ptr());
+            Arc::from_raw(self.0.as_ptr())
+        }
+    }
+}
+
 /// What a release takes out of a record (the record itself stays, retained).
 pub(crate) struct ReleaseJob {
-    pub(crate) manager: Arc<ManagerInner>,
-    pub(crate) counters: Arc<TypeCounters>,
+    pub(crate) manager: ManagerRef,
+    pub(crate) counters: TypeRef,
+    pub(crate) stripe: u8,
     pub(crate) payload: Option<Payload>,
     pub(crate) cleanups: Vec<Callback>,
     pub(crate) finalizer: Option<Callback>,
@@ -101,10 +142,14 @@ impl Record {
     /// Take what the release needs: the payload, cleanups, and the finalizer
     /// unless the handle was invalidated. `None` if it was taken already.
     pub(crate) fn take_release_job(&mut self, size_bytes: u64) -> Option<ReleaseJob> {
+        if core::mem::replace(&mut self.released, true) {
+            return None;
+        }
         let finalizer = self.finalizer.take();
         Some(ReleaseJob {
-            manager: self.manager.clone(),
-            counters: self.counters.take()?,
+            manager: ManagerRef(core::ptr::NonNull::from(&*self.manager)),
+            counters: self.counters,
+            stripe: self.stripe,
             payload: self.payload.take(),
             cleanups: std::mem::take(&mut self.cleanups),
             finalizer: if self.invalidated { None } else { finalizer },

@@ -5,7 +5,6 @@ use core::ffi::c_void;
 use core::ptr::NonNull;
 use std::ffi::CString;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::clock;
 use crate::error::{Error, ErrorCode, Result};
@@ -15,7 +14,7 @@ use crate::names::{self, Name};
 use crate::object::{self, Kind, ReleaseFn};
 use crate::record::Record;
 use crate::release::carry_out_release;
-use crate::stats::{add_bytes, bump, sub_bytes};
+use crate::stats;
 use crate::table::Details;
 
 /// What to register: an object of a [`Kind`], its names and accounting size.
@@ -215,15 +214,16 @@ pub(crate) unsafe fn register_raw(
     let backtrace = (capture_stack || manager.capture_stacks())
         .then(|| Arc::new(std::backtrace::Backtrace::force_capture()));
     let retention_ms = manager.config.state_retention.as_millis() as u64;
+    let sequence = clock::sequence();
     // Counted before the slot is published, so that a release (which a
     // forged unregister could claim at once) is never counted before its
-    // registration; undone if no slot can be had.
-    let (sequence, tracked) = manager.counters.registered(size_bytes);
-    bump(&counters.registered);
-    add_bytes(&counters.tracked_bytes, size_bytes);
-    let accounting = Arc::as_ptr(&counters).cast_mut().cast::<c_void>();
-    // Moved into the record if a slot is had, else still here to undo.
-    let mut counters = Some(counters);
+    // registration; undone if no slot can be had. In this thread's stripe:
+    // no line that other registering threads write.
+    let stripe = stats::stripe();
+    let tracked_before = manager.watches_memory().then(|| manager.tracked_bytes());
+    manager.counters.registered(stripe, size_bytes);
+    counters.counts.registered(stripe, size_bytes);
+    let accounting = counters.as_ptr().cast_mut().cast::<c_void>();
     let make = || {
         // SAFETY: validated (or vouched for) above; runs only once a slot is
         // reserved, so a full table takes no reference.
@@ -232,7 +232,9 @@ pub(crate) unsafe fn register_raw(
         let published = payload.published(accounting);
         let record = Record {
             manager: manager.clone(),
-            counters: counters.take(),
+            counters,
+            stripe,
+            released: false,
             payload: Some(payload),
             cleanups: Vec::new(),
             finalizer: None,
@@ -255,11 +257,8 @@ pub(crate) unsafe fn register_raw(
     let handle = match table().insert(make) {
         Ok(handle) => handle,
         Err(_) => {
-            manager.counters.unregistered(size_bytes);
-            if let Some(counters) = counters {
-                counters.registered.fetch_sub(1, Ordering::Relaxed);
-                sub_bytes(&counters.tracked_bytes, size_bytes);
-            }
+            manager.counters.counts.unregistered(stripe, size_bytes);
+            counters.counts.unregistered(stripe, size_bytes);
             return Err(Error::new(
                 ErrorCode::TableFull,
                 format!(
@@ -271,7 +270,7 @@ pub(crate) unsafe fn register_raw(
     };
     // A close that started meanwhile may not have seen this slot: if so, it
     // is visible here; undo and refuse.
-    if !manager.enter_registration() {
+    if !manager.enter_registration(stripe) {
         if let Ok(Some(claim)) = table().unregister(handle) {
             carry_out_release(claim);
         }
@@ -283,7 +282,9 @@ pub(crate) unsafe fn register_raw(
         crate::handle::describe(handle),
         kind.name()
     );
-    manager.check_memory(tracked - size_bytes, tracked);
+    if let Some(before) = tracked_before {
+        manager.check_memory(before, before + size_bytes);
+    }
     Ok(Handle::from_issued(handle))
 }
 

@@ -20,7 +20,7 @@ use crate::executor;
 use crate::manager::{ManagerInner, table};
 use crate::object;
 use crate::record::{Record, ReleaseJob, SendPtr};
-use crate::stats::{bump, sub_bytes};
+use crate::stats::bump;
 use crate::table::Claim;
 use crate::thread_accesses;
 
@@ -82,8 +82,8 @@ fn run_release(claim: Claimed, mut job: ReleaseJob) {
     let timeout = config.finalizer_timeout;
     let object = SendPtr(object);
     if config.enable_finalizer_safety {
-        let on_timeout_manager = job.manager.clone();
-        let done_manager = job.manager.clone();
+        let on_timeout_manager = job.manager.to_arc();
+        let done_manager = job.manager.to_arc();
         executor::submit(executor::Task {
             attempt: Box::new(move || {
                 let _releasing = thread_accesses::releasing(handle);
@@ -146,9 +146,11 @@ fn finish(claim: Claimed, job: ReleaseJob, strong: Option<SendPtr>) {
     if let Some(payload) = job.payload {
         payload.release();
     }
-    job.manager.counters.released(job.size_bytes);
-    bump(&job.counters.released);
-    sub_bytes(&job.counters.tracked_bytes, job.size_bytes);
+    job.manager
+        .counters
+        .counts
+        .released(job.stripe, job.size_bytes);
+    job.counters.counts.released(job.stripe, job.size_bytes);
     log_state!(job.manager, "handle {:#018x}: released", claim.handle());
     drop(claim); // Draining(0) → Retained: the release is done.
     signal_released();

@@ -1,5 +1,10 @@
 //! Statistics: per manager, and per type name within a manager.
 //!
+//! Registration counts (registered, released, tracked bytes) are
+//! [`Striped`]: each thread writes the stripe it was assigned, and readers
+//! sum the stripes, so concurrent registrations on different threads share
+//! no written cache line.
+//!
 //! Everything counted on a slow path (registration, release, rejection,
 //! cleanups, finalizers) is a relaxed atomic in the manager or its
 //! [`TypeCounters`]. The one count on the access fast path, successful
@@ -77,9 +82,8 @@ pub struct TypeStats {
 #[derive(Debug)]
 pub(crate) struct TypeCounters {
     pub(crate) name: Name,
-    pub(crate) registered: AtomicU64,
-    pub(crate) released: AtomicU64,
-    pub(crate) tracked_bytes: AtomicU64,
+    /// Registrations, releases and bytes, striped by registering thread.
+    pub(crate) counts: Striped,
     /// Accesses flushed from threads' memos.
     accesses: AtomicU64,
 }
@@ -88,9 +92,7 @@ impl TypeCounters {
     pub(crate) fn new(name: Name) -> Self {
         TypeCounters {
             name,
-            registered: AtomicU64::new(0),
-            released: AtomicU64::new(0),
-            tracked_bytes: AtomicU64::new(0),
+            counts: Striped::default(),
             accesses: AtomicU64::new(0),
         }
     }
@@ -113,16 +115,159 @@ impl TypeCounters {
     }
 
     pub(crate) fn snapshot(self: &Arc<Self>) -> TypeStats {
-        let registered = self.registered.load(Ordering::Relaxed);
-        let released = self.released.load(Ordering::Relaxed);
+        let (registered, released, tracked_bytes) = self.counts.totals();
         TypeStats {
             type_name: self.name.as_str().to_owned(),
             live: registered.saturating_sub(released),
             registered,
             released,
             accesses: self.accesses(),
-            tracked_bytes: self.tracked_bytes.load(Ordering::Relaxed),
+            tracked_bytes,
         }
+    }
+}
+
+/// A borrowed reference to a manager's [`TypeCounters`]: the manager's type
+/// map keeps every entry for the manager's life, and a registration keeps
+/// its manager alive, so a registration's `TypeRef` stays valid as long as
+/// the registration — with no reference count touched per registration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TypeRef(core::ptr::NonNull<TypeCounters>);
+
+// SAFETY: `TypeCounters` is `Sync` (atomics and a name); the pointer is only
+// dereferenced while its manager is alive (see the type's documentation).
+unsafe impl Send for TypeRef {}
+// SAFETY: as above.
+unsafe impl Sync for TypeRef {}
+
+impl TypeRef {
+    /// A reference to counters that `owner` keeps in its type map.
+    pub(crate) fn new(counters: &Arc<TypeCounters>) -> Self {
+        TypeRef(core::ptr::NonNull::from(&**counters))
+    }
+
+    /// The pointer handed to accesses for accounting (see `count_access`).
+    pub(crate) fn as_ptr(self) -> *const TypeCounters {
+        self.0.as_ptr()
+    }
+}
+
+impl core::ops::Deref for TypeRef {
+    type Target = TypeCounters;
+    fn deref(&self) -> &TypeCounters {
+        // SAFETY: the holder keeps the manager, and so its type map, alive
+        // (see the type's documentation).
+        unsafe { self.0.as_ref() }
+    }
+}
+
+// ----- striped counters -----------------------------------------------------
+
+/// How many stripes the registration counters are split into.
+pub(crate) const STRIPES: usize = 16;
+
+/// This thread's stripe: assigned round-robin at the thread's first
+/// registration, so that threads registering at the same time write their
+/// own cache lines (more than [`STRIPES`] threads share, correctly).
+pub(crate) fn stripe() -> u8 {
+    thread_local! {
+        static STRIPE: Cell<u8> = const { Cell::new(u8::MAX) };
+    }
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    STRIPE
+        .try_with(|stripe| {
+            if stripe.get() == u8::MAX {
+                stripe.set((NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES as u64) as u8);
+            }
+            stripe.get()
+        })
+        .unwrap_or(0)
+}
+
+/// One stripe: the counts of the registrations made by its threads (their
+/// releases are counted here too, by whichever thread releases), on a cache
+/// line pair of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Stripe {
+    registered: AtomicU64,
+    released: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    /// The most of this stripe's registrations ever active at once.
+    peak: AtomicU64,
+    /// A manager's close gate for this stripe (see `ManagerInner::gate`).
+    pub(crate) gate: AtomicU64,
+}
+
+/// Registration counters split in [`STRIPES`] stripes, summed on read: a
+/// register/unregister pair writes only its own stripe's line (relaxed
+/// read-modify-writes: statistics synchronize nothing).
+#[derive(Debug, Default)]
+pub(crate) struct Striped(pub(crate) [Stripe; STRIPES]);
+
+impl Striped {
+    /// A registration of `size` bytes in stripe `stripe`; `true` when the
+    /// stripe reached a new high of active registrations (then the caller
+    /// may update a peak from [`active`](Self::active)).
+    pub(crate) fn registered(&self, stripe: u8, size: u64) -> bool {
+        let s = &self.0[stripe as usize];
+        let registered = s.registered.fetch_add(1, Ordering::Relaxed) + 1;
+        if size != 0 {
+            s.bytes_in.fetch_add(size, Ordering::Relaxed);
+        }
+        let active = registered.saturating_sub(s.released.load(Ordering::Relaxed));
+        if active > s.peak.load(Ordering::Relaxed) {
+            s.peak.store(active, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Undo [`registered`](Self::registered) (a registration that found no slot).
+    pub(crate) fn unregistered(&self, stripe: u8, size: u64) {
+        let s = &self.0[stripe as usize];
+        s.registered.fetch_sub(1, Ordering::Relaxed);
+        if size != 0 {
+            s.bytes_out.fetch_add(size, Ordering::Relaxed);
+        }
+    }
+
+    /// A release of a registration of stripe `stripe`.
+    pub(crate) fn released(&self, stripe: u8, size: u64) {
+        let s = &self.0[stripe as usize];
+        s.released.fetch_add(1, Ordering::Relaxed);
+        if size != 0 {
+            s.bytes_out.fetch_add(size, Ordering::Relaxed);
+        }
+    }
+
+    /// `(registered, released, tracked bytes)`, summed over the stripes.
+    /// Releases are read first: a registration is counted before its
+    /// release, so the difference cannot go below zero for lack of it.
+    pub(crate) fn totals(&self) -> (u64, u64, u64) {
+        let sum = |f: fn(&Stripe) -> &AtomicU64| -> u64 {
+            self.0
+                .iter()
+                .map(|s| f(s).load(Ordering::Relaxed))
+                .fold(0, u64::wrapping_add)
+        };
+        let released = sum(|s| &s.released);
+        let bytes_out = sum(|s| &s.bytes_out);
+        let registered = sum(|s| &s.registered);
+        let bytes_in = sum(|s| &s.bytes_in);
+        (registered, released, bytes_in.wrapping_sub(bytes_out))
+    }
+
+    /// Registrations active now (a snapshot).
+    pub(crate) fn active(&self) -> u64 {
+        let (registered, released, _) = self.totals();
+        registered.saturating_sub(released)
+    }
+
+    /// Bytes tracked now (a snapshot).
+    pub(crate) fn tracked_bytes(&self) -> u64 {
+        self.totals().2
     }
 }
 
@@ -252,13 +397,12 @@ unsafe fn switch_key(counters: *const TypeCounters) {
     });
 }
 
-/// A manager's slow-path counters.
+/// A manager's counters: the registration counts striped (see [`Striped`]),
+/// the rest relaxed atomics bumped on slow paths.
 #[derive(Debug, Default)]
 pub(crate) struct ManagerCounters {
-    pub(crate) total_registered: AtomicU64,
-    // No `active` counter: it is `total_registered - released`, which spares
-    // a shared RMW at each registration and each release.
-    pub(crate) released: AtomicU64,
+    /// Registrations, releases and tracked bytes, and the close gate.
+    pub(crate) counts: Striped,
     pub(crate) invalidated: AtomicU64,
     pub(crate) access_rejected: AtomicU64,
     pub(crate) callback_failures: AtomicU64,
@@ -268,7 +412,6 @@ pub(crate) struct ManagerCounters {
     pub(crate) finalizers_run: AtomicU64,
     pub(crate) finalizer_failures: AtomicU64,
     pub(crate) finalizer_timeouts: AtomicU64,
-    pub(crate) tracked_bytes: AtomicU64,
     pub(crate) peak_active: AtomicU64,
 }
 
@@ -278,66 +421,29 @@ pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Add `size` to a byte count and return the new total; no RMW for 0.
-#[inline]
-pub(crate) fn add_bytes(counter: &AtomicU64, size: u64) -> u64 {
-    if size == 0 {
-        counter.load(Ordering::Relaxed)
-    } else {
-        counter.fetch_add(size, Ordering::Relaxed) + size
-    }
-}
-
-/// Subtract `size` from a byte count; no RMW for 0.
-#[inline]
-pub(crate) fn sub_bytes(counter: &AtomicU64, size: u64) {
-    if size != 0 {
-        counter.fetch_sub(size, Ordering::Relaxed);
-    }
-}
-
 impl ManagerCounters {
-    /// A registration of `size` bytes was made; returns its sequence number
-    /// in this manager (1, 2, ...: the order of the leak report) and the
-    /// tracked bytes after it.
+    /// A registration of `size` bytes was made by a thread of `stripe`.
     ///
-    /// One shared RMW when `size` is 0 and the peak is not exceeded (the
-    /// common case): the peak is raised only when the active count passes
-    /// it (a `fetch_max` is a CAS loop on x86), and nothing is added for no
-    /// bytes.
-    pub(crate) fn registered(&self, size: u64) -> (u64, u64) {
-        let total = self.total_registered.fetch_add(1, Ordering::Relaxed) + 1;
-        let active = total.saturating_sub(self.released.load(Ordering::Relaxed));
-        if active > self.peak_active.load(Ordering::Relaxed) {
-            self.peak_active.fetch_max(active, Ordering::Relaxed);
+    /// `peak_active` is raised only when the stripe reaches a new high of
+    /// its own active registrations (then the stripes are summed): exact
+    /// when registrations come from one thread at a time (whichever threads
+    /// release), and otherwise never above the true peak; no shared line is
+    /// written in the steady state.
+    pub(crate) fn registered(&self, stripe: u8, size: u64) {
+        if self.counts.registered(stripe, size) {
+            self.peak_active
+                .fetch_max(self.counts.active(), Ordering::Relaxed);
         }
-        (total, add_bytes(&self.tracked_bytes, size))
-    }
-
-    /// Undo [`registered`](Self::registered) for a registration that found
-    /// no slot.
-    pub(crate) fn unregistered(&self, size: u64) {
-        self.total_registered.fetch_sub(1, Ordering::Relaxed);
-        sub_bytes(&self.tracked_bytes, size);
-    }
-
-    /// A registration of `size` bytes was released.
-    pub(crate) fn released(&self, size: u64) {
-        bump(&self.released);
-        sub_bytes(&self.tracked_bytes, size);
     }
 
     /// The snapshot, with the accesses counted per type.
     pub(crate) fn snapshot(&self, access_ok: u64) -> Stats {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        // `released` first: a registration is counted before its release, so
-        // `active` cannot go below 0 by a release seen without its
-        // registration (saturating anyway: relaxed loads of two counters).
-        let released = get(&self.released);
-        let total_registered = get(&self.total_registered);
+        let (total_registered, released, tracked_bytes) = self.counts.totals();
+        let active = total_registered.saturating_sub(released);
         Stats {
             total_registered,
-            active: total_registered.saturating_sub(released),
+            active,
             released,
             invalidated: get(&self.invalidated),
             access_ok,
@@ -349,8 +455,8 @@ impl ManagerCounters {
             finalizers_run: get(&self.finalizers_run),
             finalizer_failures: get(&self.finalizer_failures),
             finalizer_timeouts: get(&self.finalizer_timeouts),
-            tracked_bytes: get(&self.tracked_bytes),
-            peak_active: get(&self.peak_active),
+            tracked_bytes,
+            peak_active: get(&self.peak_active).max(active),
         }
     }
 }
