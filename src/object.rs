@@ -159,6 +159,18 @@ impl Payload {
         }
     }
 
+    /// The object as a `GObject *` to name a debug line after (as
+    /// `GST_DEBUG_OBJECT` does), for the kinds that hold a strong reference
+    /// to a GObject; NULL for the others (a mini object is not a GObject, a
+    /// weakly held one may be gone).
+    pub(crate) fn debug_object(&self) -> *mut c_void {
+        match self {
+            Payload::GstObject { object, .. } => object.as_ptr().cast(),
+            Payload::GObject { object } => object.as_ptr().cast(),
+            _ => core::ptr::null_mut(),
+        }
+    }
+
     /// The weak reference of a weak registration.
     pub(crate) fn weak_ref(&self) -> Option<NonNull<GWeakRef>> {
         match self {

@@ -240,6 +240,8 @@ pub(crate) unsafe fn register_raw(
             invalidated: false,
             sequence,
             backtrace,
+            serial: crate::diag::next_serial(),
+            unregistered_at: None,
         };
         let details = Details {
             payload: Some(record),
@@ -253,6 +255,9 @@ pub(crate) unsafe fn register_raw(
         };
         (stored, accounting, upgrade, details)
     };
+    // SAFETY: validated (or vouched for) above.
+    let held =
+        unsafe { crate::diag::HeldForLog::new(kind, object.as_ptr(), manager.log_state_changes()) };
     let handle = match table().insert_accounted(make) {
         Ok(handle) => handle,
         Err(_) => {
@@ -280,10 +285,13 @@ pub(crate) unsafe fn register_raw(
     }
     log_state!(
         manager,
+        crate::log::Level::Info,
+        held.object(),
         "{} registered ({}, {size_bytes} bytes)",
         crate::handle::describe(handle),
         kind.name()
     );
+    drop(held);
     manager.check_memory(tracked - size_bytes, tracked);
     Ok(Handle::from_issued(handle))
 }

@@ -13,10 +13,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use gstreamer::DebugLevel;
 use parking_lot::{Condvar, Mutex};
 
 use crate::executor;
+use crate::log::Level;
 use crate::manager::{ManagerInner, table};
 use crate::object;
 use crate::record::{Record, ReleaseJob, SendPtr};
@@ -55,8 +55,13 @@ fn run_release(claim: Claimed, mut job: ReleaseJob) {
     // not wait for itself.
     let _releasing = thread_accesses::releasing(handle);
     let manager = &*job.manager;
+    crate::log::refresh();
     log_state!(
         manager,
+        Level::Debug,
+        job.payload
+            .as_ref()
+            .map_or(core::ptr::null_mut(), |p| p.debug_object()),
         "handle {handle:#018x} ({}): releasing",
         job.counters.name.as_str()
     );
@@ -72,6 +77,13 @@ fn run_release(claim: Claimed, mut job: ReleaseJob) {
         if !ok {
             bump(&manager.counters.cleanup_failures);
         }
+        log_state!(
+            manager,
+            if ok { Level::Debug } else { Level::Warning },
+            core::ptr::null_mut(),
+            "handle {handle:#018x}: cleanup {}",
+            if ok { "ran" } else { "failed" }
+        );
     }
     let strong = strong.map(|strong| SendPtr(strong.as_ptr()));
     let Some(mut finalizer) = job.finalizer.take() else {
@@ -95,7 +107,7 @@ fn run_release(claim: Claimed, mut job: ReleaseJob) {
                 bump(&on_timeout_manager.counters.finalizer_timeouts);
                 log_finalizer!(
                     on_timeout_manager,
-                    DebugLevel::Warning,
+                    Level::Warning,
                     "handle {handle:#018x}: finalizer still running after {timeout:?}"
                 );
             }),
@@ -125,14 +137,14 @@ fn finalizer_done(manager: &ManagerInner, handle: u64, succeeded: bool, attempts
     if succeeded {
         log_finalizer!(
             manager,
-            DebugLevel::Debug,
+            Level::Debug,
             "handle {handle:#018x}: finalizer ran ({attempts} attempts)"
         );
     } else {
         bump(&manager.counters.finalizer_failures);
         log_finalizer!(
             manager,
-            DebugLevel::Warning,
+            Level::Warning,
             "handle {handle:#018x}: finalizer failed {attempts} times"
         );
     }
@@ -149,7 +161,13 @@ fn finish(claim: Claimed, job: ReleaseJob, strong: Option<SendPtr>) {
     job.manager.counters.released(job.size_bytes);
     bump(&job.counters.released);
     sub_bytes(&job.counters.tracked_bytes, job.size_bytes);
-    log_state!(job.manager, "handle {:#018x}: released", claim.handle());
+    log_state!(
+        job.manager,
+        Level::Debug,
+        core::ptr::null_mut(),
+        "handle {:#018x}: released",
+        claim.handle()
+    );
     drop(claim); // Draining(0) → Retained: the release is done.
     signal_released();
 }
