@@ -150,8 +150,40 @@ fn finalizer_done(manager: &ManagerInner, handle: u64, succeeded: bool, attempts
     }
 }
 
-/// Drop the reference, count, mark the slot released, wake waiters.
+/// Drop the reference, count, mark the slot released, wake waiters. A
+/// `GCS_REGISTER_SET_NULL_STATE` element is set to NULL and unreffed on
+/// GStreamer's asynchronous-call pool, never here: this thread may be one of
+/// its streaming threads (a pad probe, an appsink callback ending the last
+/// access), where `gst_element_set_state` would join itself. The slot stays
+/// releasing until then, so `gcs_unregister_sync` and closes wait for it.
+/// With a `release_context`, the release already runs on the thread that
+/// iterates it (the application's, which it chose for this), so it stays there.
 fn finish(claim: Claimed, job: ReleaseJob, strong: Option<SendPtr>) {
+    let element = match job.manager.release_context() {
+        Some(_) => None,
+        None => job.payload.as_ref().and_then(|p| p.null_state_element()),
+    };
+    match element {
+        Some(element) => {
+            struct Finish(Claimed, ReleaseJob, Option<SendPtr>);
+            // SAFETY: as for `ContextJob`: a claim indexes the 'static table
+            // and the job owns thread-safe references.
+            unsafe impl Send for Finish {}
+            let finish = Finish(claim, job, strong);
+            object::call_async(
+                element,
+                Box::new(move || {
+                    let Finish(claim, job, strong) = finish;
+                    finish_here(claim, job, strong)
+                }),
+            )
+        }
+        None => finish_here(claim, job, strong),
+    }
+}
+
+/// [`finish`] on this thread.
+fn finish_here(claim: Claimed, job: ReleaseJob, strong: Option<SendPtr>) {
     if let Some(strong) = strong.and_then(|s| core::ptr::NonNull::new(s.0)) {
         object::downgrade(strong);
     }
