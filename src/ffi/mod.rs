@@ -26,8 +26,11 @@ pub mod handle;
 pub mod manager;
 pub mod stats;
 pub mod version;
+// Last: cbindgen emits in module order, and diag uses the others' types.
+pub mod diag;
 
 pub use config::GcsConfig;
+pub use diag::{GcsLiveFlags, GcsLiveHandle};
 pub use error::GcsResult;
 pub use handle::{GcsHandle, GcsHandleInfo, GcsHandleState, GcsObjectKind, GcsRegistration};
 pub use stats::{GcsStats, GcsTypeStats};
