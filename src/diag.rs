@@ -194,7 +194,10 @@ pub(crate) fn misuse(handle: u64, misuse: Misuse, error: &Error) {
             error.message(),
             story(handle)
         );
-        eprintln!("gcsafety: misused at:\n{}", Backtrace::force_capture());
+        eprintln!(
+            "gcsafety: misused at:\n{}",
+            callers_frames(&Backtrace::force_capture())
+        );
         std::process::abort();
     }
 }
@@ -226,13 +229,19 @@ pub(crate) fn story(handle: u64) -> String {
         }
         let record = details.payload.as_ref();
         match record.and_then(|r| r.backtrace.as_ref()) {
-            Some(bt) => text.push_str(&format!("\ngcsafety: registered at:\n{bt}")),
+            Some(bt) => text.push_str(&format!(
+                "\ngcsafety: registered at:\n{}",
+                callers_frames(bt)
+            )),
             None => text.push_str(
                 "\ngcsafety: (GCS_DEBUG=stacks records where it was registered and unregistered)",
             ),
         }
         if let Some(bt) = record.and_then(|r| r.unregistered_at.as_ref()) {
-            text.push_str(&format!("\ngcsafety: unregistered at:\n{bt}"));
+            text.push_str(&format!(
+                "\ngcsafety: unregistered at:\n{}",
+                callers_frames(bt)
+            ));
         }
         text
     });
@@ -242,6 +251,30 @@ pub(crate) fn story(handle: u64) -> String {
              or released longer ago than state_retention_ms)"
         )
     })
+}
+
+/// The frames of a backtrace from the library's caller on: those after the
+/// last frame of the library itself (an exported `gcs_` function or a
+/// `gcsafety::` one).
+fn callers_frames(backtrace: &Backtrace) -> String {
+    let text = backtrace.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let is_frame = |line: &str| {
+        let t = line.trim_start();
+        t.split(':')
+            .next()
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    let last_own = lines
+        .iter()
+        .rposition(|l| is_frame(l) && (l.contains(": gcs_") || l.contains(": gcsafety::")));
+    let start = match last_own {
+        Some(own) => (own + 1..lines.len())
+            .find(|&i| is_frame(lines[i]))
+            .unwrap_or(lines.len()),
+        None => 0,
+    };
+    lines[start..].join("\n")
 }
 
 // ----- checkpoints ------------------------------------------------------------------
