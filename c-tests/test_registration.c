@@ -523,7 +523,7 @@ test_invalid_arguments (void)
   CHECK (OBJECT_REFCOUNT (element) == 1);
   registration.flags = GCS_REGISTER_CAPTURE_STACK | GCS_REGISTER_SET_NULL_STATE;
   CHECK_OK (gcs_register_full (&registration, &handle));
-  /* A NULL-state release completes on GStreamer's async-call pool. */
+  /* A NULL-state release completes on the library's executor. */
   CHECK_OK (gcs_unregister_sync (handle, GCS_TIMEOUT_INFINITE));
   CHECK (OBJECT_REFCOUNT (element) == 1);
   registration = registration_of (GCS_KIND_MINI_OBJECT, buffer);
@@ -826,7 +826,7 @@ test_set_null_state_prerolled (void)
   CHECK_OK (gcs_unregister (handle));
   CHECK (current_state (pipeline) == GST_STATE_PAUSED);     /* not yet released */
   CHECK_OK (gcs_access_end (handle));
-  /* The state change is handed to GStreamer's async-call pool (the thread
+  /* The state change is handed to the library's executor (the thread
    * ending the access may be a streaming thread): wait for the release. */
   CHECK_RESULT (gcs_unregister_sync (handle, GCS_TIMEOUT_INFINITE), GCS_ERROR_RELEASED);
   CHECK (current_state (pipeline) == GST_STATE_NULL);

@@ -3,8 +3,8 @@
  * pipeline that was unregistered meanwhile. Setting the pipeline to NULL on
  * that thread would make it join itself (GStreamer warns "Trying to join
  * task ... from its thread would deadlock", or hangs); the release must run
- * gst_element_set_state elsewhere, and the pipeline must still be NULL when
- * it is disposed, and finalized. */
+ * gst_element_set_state elsewhere (the library's executor), and the pipeline
+ * must still be NULL when it is disposed, and finalized. */
 #include "common.h"
 
 #include <gst/app/gstappsink.h>
@@ -106,7 +106,8 @@ run (const char *description, gboolean use_appsink)
   }
   gst_object_unref (sink);
 
-  /* The registration holds the only reference. */
+  /* The registration holds the only reference (it sinks gst_parse_launch's
+   * floating one). */
   GcsRegistration registration = registration_for (NULL, GCS_KIND_GST_OBJECT, pipeline);
   registration.flags = GCS_REGISTER_SET_NULL_STATE;
   registration.instance_name = "streaming-release";
@@ -127,6 +128,8 @@ run (const char *description, gboolean use_appsink)
   CHECK (story.end_result == GCS_OK);
   /* Generous: a deadlock never gets there. */
   CHECK (gate_wait_for (&story.done, 2, 20000));
+  /* And the release completes (the unref was in it). */
+  CHECK (gcs_unregister_sync (story.handle, 20000) == GCS_ERROR_RELEASED);
   /* The release began on the streaming thread (its cleanups ran there)... */
   CHECK (pthread_equal (story.cleanup_thread, story.streaming_thread));
   /* ... but the state change and the final unref ran elsewhere, and the
@@ -158,10 +161,13 @@ unregister_sync_waits (void)
   CHECK (gst_element_set_state (pipeline, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
   GcsRegistration registration = registration_for (NULL, GCS_KIND_GST_OBJECT, pipeline);
   registration.flags = GCS_REGISTER_SET_NULL_STATE;
+  /* gst_parse_launch's reference is floating: the registration sinks it
+   * and holds the only one. */
   CHECK_OK (gcs_register_full (&registration, &story.handle));
-  gst_object_unref (pipeline);
   CHECK_OK (gcs_unregister_sync (story.handle, GCS_TIMEOUT_INFINITE));
-  CHECK (g_atomic_int_get (&story.done.value) == 2);
+  /* A task thread of the stopped pipeline may drop a reference of its own
+   * a moment after ours. */
+  CHECK (gate_wait_for (&story.done, 2, 20000));
   CHECK (story.state_at_dispose == GST_STATE_NULL);
   gate_clear (&story.done);
 }

@@ -228,10 +228,10 @@ enum GcsRegisterFlags
    * reference, set it to GST_STATE_NULL, whether or not other references
    * remain (GStreamer warns and leaks when a PLAYING element is disposed).
    * Only with GCS_KIND_GST_OBJECT. The state change and the unref run on
-   * GStreamer's thread pool for asynchronous element calls
-   * (gst_element_call_async), never on the thread that releases (which
-   * may be one of the element's streaming threads: a pad probe or an
-   * appsink callback ending the last access). gcs_unregister therefore
+   * the library's executor thread (as finalizers do), never on the thread
+   * that releases (which may be one of the element's streaming threads: a
+   * pad probe or an appsink callback ending the last access), after the
+   * cleanups have run there. gcs_unregister therefore
    * returns before the element is NULL; gcs_unregister_sync waits for it
    * (but do not wait so on a streaming thread of the element: the state
    * change waits for that thread). With a release_context, it runs there.

@@ -257,7 +257,7 @@ impl Payload {
 }
 
 /// `gst_element_set_state(element, GST_STATE_NULL)` if `object` is a `GstElement`.
-fn set_element_state_null(object: NonNull<gst_sys::GstObject>) {
+pub(crate) fn set_element_state_null(object: NonNull<gst_sys::GstObject>) {
     // SAFETY: `object` is a live GstObject (the registration holds a reference).
     unsafe {
         let instance = object.as_ptr().cast::<GTypeInstance>();
@@ -265,42 +265,6 @@ fn set_element_state_null(object: NonNull<gst_sys::GstObject>) {
             gst_sys::gst_element_set_state(object.as_ptr().cast(), gst_sys::GST_STATE_NULL);
         }
     }
-}
-
-/// Run `job` on GStreamer's own thread pool for asynchronous element calls
-/// (`gst_element_call_async`), which is never a streaming thread; the pool
-/// keeps a reference to `element` until `job` has run. Without GStreamer
-/// (not initialised, or already deinitialised) `job` runs here.
-pub(crate) fn call_async(element: NonNull<gst_sys::GstElement>, job: Box<dyn FnOnce() + Send>) {
-    // SAFETY: gst_is_initialized has no precondition.
-    if unsafe { gst_sys::gst_is_initialized() } == 0 {
-        return job();
-    }
-    struct AsyncJob(Option<Box<dyn FnOnce() + Send>>);
-    unsafe extern "C" fn run(_element: *mut gst_sys::GstElement, data: gpointer) {
-        // SAFETY: the AsyncJob boxed below, alive until `destroy`.
-        let job = unsafe { &mut *data.cast::<AsyncJob>() };
-        if let Some(job) = job.0.take() {
-            // No panic may unwind into GLib.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-        }
-    }
-    unsafe extern "C" fn destroy(data: gpointer) {
-        // SAFETY: from Box::into_raw below; GLib calls this exactly once.
-        let mut job = unsafe { Box::from_raw(data.cast::<AsyncJob>()) };
-        // Not run (cannot happen with GStreamer's pool): run it here rather
-        // than leave the release pending forever.
-        if let Some(job) = job.0.take() {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-        }
-    }
-    let data = Box::into_raw(Box::new(AsyncJob(Some(job))));
-    // SAFETY: a live element (the release still holds the registration's
-    // reference); the callbacks match GstElementCallAsyncFunc and
-    // GDestroyNotify and own `data`.
-    unsafe {
-        gst_sys::gst_element_call_async(element.as_ptr(), Some(run), data.cast(), Some(destroy))
-    };
 }
 
 /// GTypes of GStreamer's own mini-object types, compared by value only.

@@ -151,35 +151,58 @@ fn finalizer_done(manager: &ManagerInner, handle: u64, succeeded: bool, attempts
 }
 
 /// Drop the reference, count, mark the slot released, wake waiters. A
-/// `GCS_REGISTER_SET_NULL_STATE` element is set to NULL and unreffed on
-/// GStreamer's asynchronous-call pool, never here: this thread may be one of
-/// its streaming threads (a pad probe, an appsink callback ending the last
-/// access), where `gst_element_set_state` would join itself. The slot stays
-/// releasing until then, so `gcs_unregister_sync` and closes wait for it.
+/// `GCS_REGISTER_SET_NULL_STATE` element is set to NULL and unreffed on the
+/// library's executor, never here: this thread may be one of its streaming
+/// threads (a pad probe, an appsink callback ending the last access), where
+/// `gst_element_set_state` would join itself. The executor's threads are
+/// the library's own, never streaming threads; the state change is timed
+/// like a finalizer (`finalizer_timeout`: a hung one is reported and the
+/// other releases go on on another worker). The slot stays releasing until
+/// the unref, so `gcs_unregister_sync`, closes and `gcs_shutdown` wait for
+/// it, and the registration's unref is the last one it makes (unlike
+/// `gst_element_call_async`, whose pool holds a reference of its own until
+/// after the call, so the element would be finalized after the wait).
 /// With a `release_context`, the release already runs on the thread that
-/// iterates it (the application's, which it chose for this), so it stays there.
+/// iterates it (the application's, chosen for this), so it stays there.
 fn finish(claim: Claimed, job: ReleaseJob, strong: Option<SendPtr>) {
     let element = match job.manager.release_context() {
         Some(_) => None,
         None => job.payload.as_ref().and_then(|p| p.null_state_element()),
     };
-    match element {
-        Some(element) => {
-            struct Finish(Claimed, ReleaseJob, Option<SendPtr>);
-            // SAFETY: as for `ContextJob`: a claim indexes the 'static table
-            // and the job owns thread-safe references.
-            unsafe impl Send for Finish {}
-            let finish = Finish(claim, job, strong);
-            object::call_async(
-                element,
-                Box::new(move || {
-                    let Finish(claim, job, strong) = finish;
-                    finish_here(claim, job, strong)
-                }),
-            )
-        }
-        None => finish_here(claim, job, strong),
-    }
+    let Some(element) = element else {
+        return finish_here(claim, job, strong);
+    };
+    let handle = claim.handle();
+    let timeout = job.manager.config.finalizer_timeout;
+    let on_timeout_manager = job.manager.clone();
+    let element = SendPtr(element.as_ptr().cast());
+    struct Finish(Claimed, ReleaseJob, Option<SendPtr>);
+    // SAFETY: as for `ContextJob`: a claim indexes the 'static table and
+    // the job owns thread-safe references.
+    unsafe impl Send for Finish {}
+    let finish = Finish(claim, job, strong);
+    executor::submit(executor::Task {
+        attempt: Box::new(move || {
+            if let Some(element) = core::ptr::NonNull::new(element.get()) {
+                object::set_element_state_null(element.cast());
+            }
+            true
+        }),
+        retries: 0,
+        timeout,
+        on_timeout: Box::new(move || {
+            log_state!(
+                on_timeout_manager,
+                Level::Warning,
+                core::ptr::null_mut(),
+                "handle {handle:#018x}: setting the element to NULL still runs after {timeout:?}"
+            );
+        }),
+        done: Box::new(move |_| {
+            let Finish(claim, job, strong) = finish;
+            finish_here(claim, job, strong)
+        }),
+    });
 }
 
 /// [`finish`] on this thread.
