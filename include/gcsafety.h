@@ -656,13 +656,6 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * What `GST_DEBUG_CATEGORY_INIT` calls (not in gstreamer-sys's list).
- */
-extern GstDebugCategory *_gst_debug_category_new(const char *name,
-                                                 unsigned int color,
-                                                 const char *description);
-
-/**
  * Run `cleanup(object, user_data)` when the registration is released (also at
  * unregister after an invalidation, and at manager close): exactly once,
  * after in-flight accesses have ended and before the reference drops, so it
