@@ -342,9 +342,10 @@ typedef struct GcsConfig {
    */
   bool invalidate_on_callback_error;
   /**
-   * Log registrations, invalidations and releases: to the GStreamer debug
-   * category "gcsafety" (level DEBUG) once GStreamer is initialised, else to
-   * stderr. Default false. Also GCS_DEBUG=state (default manager).
+   * Log registrations, invalidations and releases even when the GStreamer
+   * debug category "gcsafety" does not show them (those lines then go to
+   * stderr; the category alone shows them: GST_DEBUG=gcsafety:5).
+   * Default false. Also GCS_DEBUG=state (default manager).
    */
   bool log_state_changes;
   /**
