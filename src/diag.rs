@@ -9,7 +9,7 @@
 
 use core::ffi::c_void;
 use std::backtrace::Backtrace;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use gstreamer_sys as gst_sys;
@@ -111,9 +111,24 @@ impl Drop for HeldForLog {
     }
 }
 
+/// Whether some manager ever started with `GCS_DEBUG=stacks` or
+/// `log_state_changes`: until then an unregister that the category does not
+/// show costs one more relaxed load, not a lookup of its manager.
+static MANAGER_FLAGS_SEEN: AtomicBool = AtomicBool::new(false);
+
+/// A manager started: note whether it records stacks or logs state.
+pub(crate) fn manager_started(stacks: bool, log_state: bool) {
+    if stacks || log_state {
+        MANAGER_FLAGS_SEEN.store(true, Ordering::Relaxed);
+    }
+}
+
 /// An unregister was accepted (INFO); with `stacks` on, remember where, for
 /// the handle's story.
 pub(crate) fn unregistered(handle: u64) {
+    if !log::enabled(Level::Info) && !MANAGER_FLAGS_SEEN.load(Ordering::Relaxed) {
+        return;
+    }
     let Some(manager) = handle::owner(handle) else {
         return;
     };

@@ -145,6 +145,7 @@ impl ManagerInner {
             last_sweep_ms: AtomicU64::new(clock::now_ms()),
             last_pressure_ms: AtomicU64::new(0),
         });
+        crate::diag::manager_started(inner.capture_stacks(), inner.log_state_changes());
         let mut all = registry().lock();
         all.retain(|m| m.strong_count() > 0);
         all.push(Arc::downgrade(&inner));
