@@ -34,6 +34,15 @@ now_ns (void)
   return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
+/* The CPU time of the calling thread. */
+static double
+thread_cpu_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
 static int
 compare_doubles (const void *a, const void *b)
 {
@@ -141,6 +150,7 @@ typedef struct
   enum op op;
   long iterations;
   double ns_per_op;
+  double on_cpu;                /* share of the run's wall time it was on a CPU */
   pthread_barrier_t *start;
 } AccessJob;
 
@@ -152,6 +162,7 @@ run_access (AccessJob * job)
   uint64_t *word = job->floor_word;
   long n = job->iterations;
   void *object;
+  double cpu0 = thread_cpu_ns ();
   double t0 = now_ns ();
   switch (job->op) {
     case OP_FLOOR:
@@ -186,7 +197,9 @@ run_access (AccessJob * job)
     default:
       break;
   }
-  return (now_ns () - t0) / n;
+  double wall = now_ns () - t0;
+  job->on_cpu = (thread_cpu_ns () - cpu0) / wall;
+  return wall / n;
 }
 
 static void *
@@ -212,7 +225,7 @@ access_thread (void *data)
  * handle registered once (and, for the floor, one counter), or 2 threads on
  * their own handles (and counters, on lines of their own). */
 static double
-access_sample (enum op op, enum mode mode, long iterations)
+access_sample (enum op op, enum mode mode, long iterations, double *on_cpu)
 {
   static char shared_object[64];
   AccessJob jobs[2];
@@ -239,11 +252,13 @@ access_sample (enum op op, enum mode mode, long iterations)
     }
     pthread_create (&ids[t], NULL, access_thread, &jobs[t]);
   }
-  double sum = 0;
+  double sum = 0, cpu = 0;
   for (int t = 0; t < threads; t++) {
     pthread_join (ids[t], NULL);
     sum += jobs[t].ns_per_op;
+    cpu += jobs[t].on_cpu;
   }
+  *on_cpu = cpu / threads;
   pthread_barrier_destroy (&start);
   if (mode == MODE_SHARED)
     gcs_unregister (shared);
@@ -430,20 +445,27 @@ main (int argc, char **argv)
   const long iterations = 2000000;
   double samples[MODE_COUNT][OP_COUNT][64];
   double medians[MODE_COUNT][OP_COUNT];
+  /* How much of its wall time each thread was on a CPU: on a machine busy
+   * with other work, 2 threads may take turns rather than run at once, and
+   * then their figures measure the machine's load, not contention. */
+  double on_cpu[MODE_COUNT][OP_COUNT * 64];
+  double on_cpu_median[MODE_COUNT];
 
   /* Warm up: the view, the default manager, the threads' blocks. */
-  access_sample (OP_INLINE_SAFE, MODE_DISTINCT, 100000);
-  access_sample (OP_INLINE_SAFE, MODE_SHARED, 100000);
+  access_sample (OP_INLINE_SAFE, MODE_DISTINCT, 100000, &on_cpu[0][0]);
+  access_sample (OP_INLINE_SAFE, MODE_SHARED, 100000, &on_cpu[0][0]);
 
   /* Every design in every mode once per repeat, interleaved, so that a
    * change in the machine's load hits all of them alike. */
   for (int r = 0; r < repeats; r++)
     for (int mode = 0; mode < MODE_COUNT; mode++)
       for (int op = 0; op < OP_COUNT; op++)
-        samples[mode][op][r] = access_sample (op, mode, iterations);
-  for (int mode = 0; mode < MODE_COUNT; mode++)
+        samples[mode][op][r] = access_sample (op, mode, iterations, &on_cpu[mode][r * OP_COUNT + op]);
+  for (int mode = 0; mode < MODE_COUNT; mode++) {
     for (int op = 0; op < OP_COUNT; op++)
       medians[mode][op] = median (samples[mode][op], repeats);
+    on_cpu_median[mode] = median (on_cpu[mode], repeats * OP_COUNT);
+  }
 
   printf ("### Access, C (median of %d runs of %ld accesses per thread; ns per access, per thread)\n\n",
       repeats, iterations);
@@ -457,6 +479,11 @@ main (int argc, char **argv)
       printf (" %.1f | %.2f× |", medians[mode][op], medians[mode][op] / medians[mode][OP_FLOOR]);
     printf ("\n");
   }
+  printf ("\nShare of its wall time a thread was on a CPU (median of the runs above; "
+      "below 100%%, other processes had the CPU):");
+  for (int mode = 0; mode < MODE_COUNT; mode++)
+    printf ("%s %s: %.0f%%", mode ? ";" : "", mode_names[mode], 100 * on_cpu_median[mode]);
+  printf (".\n");
   /* Random handles among 1k, then 1M live ones; the baseline is the floor
    * on a random entry of a plain array of 16- and 32-byte entries. */
   const long random_n = 2000000;
@@ -548,6 +575,9 @@ main (int argc, char **argv)
       fprintf (f, "%s\"%s\": ", mode ? ", " : "", mode_keys[mode]);
       json_string (f, mode_names[mode]);
     }
+    fprintf (f, "},\n    \"on_cpu_share\": {");
+    for (int mode = 0; mode < MODE_COUNT; mode++)
+      fprintf (f, "%s\"%s\": %.3f", mode ? ", " : "", mode_keys[mode], on_cpu_median[mode]);
     fprintf (f, "},\n    \"designs\": {\n");
     for (int op = 0; op < OP_COUNT; op++) {
       fprintf (f, "      \"%s\": {\"label\": ", op_keys[op]);

@@ -7,8 +7,9 @@
  *   when GCS_DEBUG=stacks or GCS_REGISTER_CAPTURE_STACK recorded one;
  * - GCS_DEBUG=state,finalizers without gst_init: "registered", "released"
  *   and finalizer lines on stderr; with gst_init and GST_DEBUG=gcsafety:6,
- *   the same through the GStreamer debug category "gcsafety" (and nothing
- *   of it without GST_DEBUG). */
+ *   with or without GCS_DEBUG, the same through the GStreamer debug
+ *   category "gcsafety" (the category is the switch); with gst_init and
+ *   GCS_DEBUG alone, on stderr still; with neither, nothing. */
 #define _GNU_SOURCE
 #include "common.h"
 
@@ -403,14 +404,32 @@ test_state_log (void)
   const char *line = line_containing (&output, "registered", "LoggedType");
   CHECK_CHILD (&output, line != NULL);
   CHECK_CHILD (&output, strstr (line, "gcsafety") != NULL);
-  CHECK_CHILD (&output, strstr (line, "DEBUG") != NULL);
+  CHECK_CHILD (&output, strstr (line, "INFO") != NULL);      /* registrations at INFO */
   CHECK_CHILD (&output, count_lines_containing (&output, "gcsafety", "released") >= 2);
   CHECK_CHILD (&output, count_lines_containing (&output, "gcsafety", "finalizer") >= 1);
   child_output_clear (&output);
 
-  /* GStreamer initialised, the category not enabled: nothing on stderr. */
+  /* GST_DEBUG=gcsafety:6 alone: the category is the switch. */
+  const char *gst_alone[] = { "GST_DEBUG=gcsafety:6", NULL };
+  run_child ("log-state-gst", gst_alone, &output);
+  line = line_containing (&output, "registered", "LoggedType");
+  CHECK_CHILD (&output, line != NULL && strstr (line, "INFO") != NULL);
+  CHECK_CHILD (&output, strstr (line, "src/registration.rs") != NULL);   /* GStreamer's format */
+  CHECK_CHILD (&output, count_lines_containing (&output, "gcsafety", "released") >= 2);
+  CHECK_CHILD (&output, count_lines_containing (&output, "gcsafety", "finalizer") >= 1);
+  child_output_clear (&output);
+
+  /* GStreamer initialised, the category not enabled, GCS_DEBUG asking:
+   * GCS_DEBUG still works, on stderr in gcsafety's own format. */
   const char *gst_quiet[] = { "GCS_DEBUG=state,finalizers", NULL };
   run_child ("log-state-gst", gst_quiet, &output);
+  line = line_containing (&output, "registered", "LoggedType");
+  CHECK_CHILD (&output, line != NULL && g_str_has_prefix (line, "gcsafety INFO: "));
+  CHECK_CHILD (&output, count_lines_containing (&output, "src/registration.rs", NULL) == 0);
+  child_output_clear (&output);
+
+  /* GStreamer initialised, neither asking: nothing. */
+  run_child ("log-state-gst", none, &output);
   CHECK_CHILD (&output, count_lines_containing (&output, "registered", NULL) == 0);
   CHECK_CHILD (&output, count_lines_containing (&output, "released", NULL) == 0);
   child_output_clear (&output);

@@ -523,7 +523,8 @@ test_invalid_arguments (void)
   CHECK (OBJECT_REFCOUNT (element) == 1);
   registration.flags = GCS_REGISTER_CAPTURE_STACK | GCS_REGISTER_SET_NULL_STATE;
   CHECK_OK (gcs_register_full (&registration, &handle));
-  CHECK_OK (gcs_unregister (handle));
+  /* A NULL-state release completes on the library's executor. */
+  CHECK_OK (gcs_unregister_sync (handle, GCS_TIMEOUT_INFINITE));
   CHECK (OBJECT_REFCOUNT (element) == 1);
   registration = registration_of (GCS_KIND_MINI_OBJECT, buffer);
   registration.flags = GCS_REGISTER_CAPTURE_STACK;
@@ -677,7 +678,7 @@ test_set_null_state (void)
     GcsHandle handle;
     CHECK_OK (gcs_register_full (&registration, &handle));
     CHECK (current_state (pipeline) == targets[i]);     /* registration changes nothing */
-    CHECK_OK (gcs_unregister (handle));
+    CHECK_OK (gcs_unregister_sync (handle, GCS_TIMEOUT_INFINITE));
     CHECK (alive != NULL);
     CHECK (current_state (pipeline) == GST_STATE_NULL);
     gst_object_unref (pipeline);
@@ -704,7 +705,7 @@ test_set_null_state (void)
     gst_object_unref (pipeline);
     CHECK (alive != NULL);
     g_atomic_int_set (&gst_warnings, 0);
-    CHECK_OK (gcs_unregister (handle));
+    CHECK_OK (gcs_unregister_sync (handle, GCS_TIMEOUT_INFINITE));
     /* The registration's was the last reference we know of; a task thread of
      * the just-stopped pipeline may still drop a reference of its own a
      * moment later, so allow a bounded wait for the finalization. */
@@ -724,7 +725,7 @@ test_set_null_state (void)
   GcsHandle handle;
   CHECK_OK (gcs_register_full (&registration, &handle));
   CHECK (OBJECT_REFCOUNT (sink) == 2);
-  CHECK_OK (gcs_unregister (handle));
+  CHECK_OK (gcs_unregister_sync (handle, GCS_TIMEOUT_INFINITE));
   CHECK (OBJECT_REFCOUNT (sink) == 1);
   CHECK (current_state (sink) == GST_STATE_NULL);
   gst_object_unref (sink);
@@ -743,7 +744,7 @@ test_set_null_state (void)
   CHECK (gst_element_set_state (sink, GST_STATE_PLAYING) == GST_STATE_CHANGE_SUCCESS);
   CHECK (current_state (sink) == GST_STATE_PLAYING);
   g_atomic_int_set (&gst_warnings, 0);
-  CHECK_OK (gcs_unregister (handle));
+  CHECK_OK (gcs_unregister_sync (handle, GCS_TIMEOUT_INFINITE));
   CHECK (alive == NULL);
   CHECK (g_atomic_int_get (&gst_warnings) == 0);
 }
@@ -798,7 +799,7 @@ test_set_null_state_prerolled (void)
   registration = registration_of (GCS_KIND_GST_OBJECT, pipeline);
   registration.flags = GCS_REGISTER_SET_NULL_STATE;
   CHECK_OK (gcs_register_full (&registration, &handle));
-  CHECK_OK (gcs_unregister (handle));
+  CHECK_OK (gcs_unregister_sync (handle, GCS_TIMEOUT_INFINITE));
   CHECK (alive != NULL);
   CHECK (GST_STATE (pipeline) == GST_STATE_NULL);
   CHECK (current_state (pipeline) == GST_STATE_NULL);
@@ -825,6 +826,9 @@ test_set_null_state_prerolled (void)
   CHECK_OK (gcs_unregister (handle));
   CHECK (current_state (pipeline) == GST_STATE_PAUSED);     /* not yet released */
   CHECK_OK (gcs_access_end (handle));
+  /* The state change is handed to the library's executor (the thread
+   * ending the access may be a streaming thread): wait for the release. */
+  CHECK_RESULT (gcs_unregister_sync (handle, GCS_TIMEOUT_INFINITE), GCS_ERROR_RELEASED);
   CHECK (current_state (pipeline) == GST_STATE_NULL);
   gst_object_unref (pipeline);
 }

@@ -234,10 +234,14 @@ enum GcsRegisterFlags
    * GstElement: at release, immediately before the registration drops its
    * reference, set it to GST_STATE_NULL, whether or not other references
    * remain (GStreamer warns and leaks when a PLAYING element is disposed).
-   * Only with GCS_KIND_GST_OBJECT. The state change runs on the thread
-   * that releases (the one ending the last access, or unregistering): as
-   * with any gst_element_set_state, that must not be one of the element's
-   * own streaming threads.
+   * Only with GCS_KIND_GST_OBJECT. The state change and the unref run on
+   * the library's executor thread (as finalizers do), never on the thread
+   * that releases (which may be one of the element's streaming threads: a
+   * pad probe or an appsink callback ending the last access), after the
+   * cleanups have run there. gcs_unregister therefore
+   * returns before the element is NULL; gcs_unregister_sync waits for it
+   * (but do not wait so on a streaming thread of the element: the state
+   * change waits for that thread). With a release_context, it runs there.
    */
   GCS_REGISTER_SET_NULL_STATE = (1 << 0),
   /**
@@ -252,6 +256,31 @@ enum GcsRegisterFlags
 typedef enum GcsRegisterFlags GcsRegisterFlags;
 #else
 typedef int32_t GcsRegisterFlags;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Which live handles `gcs_foreach_live_handle` reports.
+ */
+enum GcsLiveFlags
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Every handle not yet released, of every manager.
+   */
+  GCS_LIVE_ALL = 0,
+  /**
+   * Only those registered after the last `gcs_leaks_checkpoint`.
+   */
+  GCS_LIVE_SINCE_CHECKPOINT = (1 << 0),
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum GcsLiveFlags GcsLiveFlags;
+#else
+typedef int32_t GcsLiveFlags;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -320,9 +349,10 @@ typedef struct GcsConfig {
    */
   bool invalidate_on_callback_error;
   /**
-   * Log registrations, invalidations and releases: to the GStreamer debug
-   * category "gcsafety" (level DEBUG) once GStreamer is initialised, else to
-   * stderr. Default false. Also GCS_DEBUG=state (default manager).
+   * Log registrations, invalidations and releases even when the GStreamer
+   * debug category "gcsafety" does not show them (those lines then go to
+   * stderr; the category alone shows them: GST_DEBUG=gcsafety:5).
+   * Default false. Also GCS_DEBUG=state (default manager).
    */
   bool log_state_changes;
   /**
@@ -682,6 +712,47 @@ typedef struct GcsTableView {
 } GcsTableView;
 
 /**
+ * One handle not yet released, as `gcs_foreach_live_handle` reports it.
+ * Everything it points to is owned by the library and valid during the
+ * callback only.
+ */
+typedef struct GcsLiveHandle {
+  /**
+   * `sizeof(GcsLiveHandle)` of the library that filled it.
+   */
+  uint32_t struct_size;
+  /**
+   * What `gcs_get_info` says about it.
+   */
+  struct GcsHandleInfo info;
+  /**
+   * The object's address, as GStreamer's leaks tracer prints it. Not a
+   * reference: do not dereference it (use an access for that).
+   */
+  const void *address;
+  /**
+   * The `GstObject`'s name (`gst_object_get_name`) for a
+   * `GCS_KIND_GST_OBJECT` registration, else NULL.
+   */
+  const char *object_name;
+  /**
+   * Where it was registered (a backtrace, from the caller of the library
+   * on) when recorded (`GCS_REGISTER_CAPTURE_STACK`, `GCS_DEBUG=stacks`),
+   * else NULL.
+   */
+  const char *registered_at;
+  /**
+   * Whether it was registered after the last `gcs_leaks_checkpoint`.
+   */
+  bool since_checkpoint;
+} GcsLiveHandle;
+
+/**
+ * Callback of `gcs_foreach_live_handle`.
+ */
+typedef void (*GcsLiveHandleFn)(const struct GcsLiveHandle *live, void *user_data);
+
+/**
  * The handle value that is never issued.
  */
 #define GCS_INVALID_HANDLE 0
@@ -944,6 +1015,33 @@ uint32_t gcs_abi_version(void);
  * The library's version, "MAJOR.MINOR.PATCH" (static string, transfer none).
  */
 const char *gcs_version_string(void);
+
+/**
+ * Start a leak checkpoint (the leaks tracer's `activity-start-tracking`):
+ * `gcs_foreach_live_handle (GCS_LIVE_SINCE_CHECKPOINT, ...)` then reports
+ * only what is registered after this call and still not released. A new
+ * checkpoint replaces the previous one. Thread-safe; never fails.
+ */
+GcsResult gcs_leaks_checkpoint(void);
+
+/**
+ * Call `callback(live, user_data)` for every handle not yet released, of
+ * every manager (the default one and those of `gcs_manager_new`), oldest
+ * first; with `GCS_LIVE_SINCE_CHECKPOINT` in `flags`, only those registered
+ * after the last `gcs_leaks_checkpoint`. On this thread, with no library
+ * lock held: the callback may call any `gcs_` function. `live` (transfer
+ * none) is valid during the call. Never starts the default manager.
+ */
+GcsResult gcs_foreach_live_handle(uint32_t flags, GcsLiveHandleFn callback, void *user_data);
+
+/**
+ * The statistics of every manager still alive (open or closed, not yet
+ * freed), summed; `peak_active` is the sum of their peaks. Unlike
+ * `gcs_get_stats (NULL, ...)` it never starts the default manager, so a
+ * tracer may call it after `gcs_shutdown`. `stats_out->struct_size` must be
+ * set; written only on success.
+ */
+GcsResult gcs_get_total_stats(struct GcsStats *stats_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -21,6 +21,8 @@
  *  - per-access statistics: it is not counted in GcsStats.access_ok nor in
  *    GcsTypeStats.accesses (those count accesses made through the library);
  *    rejections are counted, since they go through the library;
+ *  - per-access logging: the gcsafety debug category's LOG lines for
+ *    accesses (refusals still log their WARNING);
  *  - per-thread deadlock detection: gcs_unregister_sync called inside an
  *    inline access of the same handle on the same thread is not refused with
  *    GCS_ERROR_WOULD_DEADLOCK; it waits (up to its timeout) for that access.

@@ -12,6 +12,8 @@
 #         $libdir/libgcsafety.a          (the staticlib)
 #         $libdir/pkgconfig/gcsafety.pc
 #       VERSION is the crate's version (Cargo.toml). `make install` runs this.
+#         $libdir/gstreamer-1.0/libgstgcsafety.so  (the "gcsafety" GStreamer
+#                                  tracer; it links libgcsafety.so.0)
 #       Defaults: --prefix /usr/local, --libdir PREFIX/lib,
 #       --includedir PREFIX/include. --destdir (or $DESTDIR) stages the files
 #       under another root, for packaging; the .pc still names PREFIX.
@@ -20,7 +22,8 @@
 #       Builds the release library and writes target/pkgconfig/gcsafety.pc,
 #       which points at include/ and target/release/ in this source tree (with
 #       an rpath, so programs run without LD_LIBRARY_PATH), and the symlink
-#       target/release/libgcsafety.so.0 -> libgcsafety.so. Then:
+#       target/release/libgcsafety.so.0 -> libgcsafety.so, and the tracer
+#       target/release/gstreamer-1.0/libgstgcsafety.so (GST_PLUGIN_PATH). Then:
 #         PKG_CONFIG_PATH=$PWD/target/pkgconfig pkg-config --cflags --libs gcsafety
 #       That path is stable: the Go binding and scripts/demo.sh use it.
 set -euo pipefail
@@ -104,11 +107,25 @@ Libs.private: $native_static_libs
 EOF
 }
 
+# build_tracer OUT RPATH: the "gcsafety" GStreamer tracer (tracers/), linked
+# against the one shared library (never a copy of it: see tracers/gstgcsafety.c),
+# finding it at run time through RPATH.
+build_tracer() {
+    local out=$1 rpath=$2
+    mkdir -p "$(dirname "$out")"
+    # shellcheck disable=SC2046 # pkg-config's output is a list of words
+    cc -std=c11 -O2 -g -shared -fPIC -fvisibility=hidden -Wall -Wextra -Wpedantic -Werror \
+        -I"$root/include" $(pkg-config --cflags gstreamer-1.0) tracers/gstgcsafety.c -o "$out" \
+        -L"$build_dir" -lgcsafety -Wl,-rpath,"$rpath" $(pkg-config --libs gstreamer-1.0)
+}
+
 if [ "$mode" = uninstalled ]; then
     # The soname programs record; in an install it is the real file.
     ln -sfn libgcsafety.so "$build_dir/libgcsafety.so.0"
     write_pc "$root/target/pkgconfig/gcsafety.pc" "$root" "$build_dir" "$root/include" "-Wl,-rpath,\${libdir}"
+    build_tracer "$build_dir/gstreamer-1.0/libgstgcsafety.so" "$build_dir"
     echo "install.sh: wrote $root/target/pkgconfig/gcsafety.pc (use PKG_CONFIG_PATH=$root/target/pkgconfig)"
+    echo "install.sh: built the tracer: GST_PLUGIN_PATH=$build_dir/gstreamer-1.0 GST_TRACERS=gcsafety"
     exit 0
 fi
 
@@ -124,9 +141,13 @@ ln -sfn "libgcsafety.so.$version" "$destdir$libdir/libgcsafety.so.0"
 ln -sfn "libgcsafety.so.$version" "$destdir$libdir/libgcsafety.so"
 install -m 644 "$build_dir/libgcsafety.a" "$destdir$libdir/libgcsafety.a"
 write_pc "$destdir$libdir/pkgconfig/gcsafety.pc" "$prefix" "$libdir" "$includedir"
+build_tracer "$build_dir/tracer-for-install/libgstgcsafety.so" "$libdir"
+install -d "$destdir$libdir/gstreamer-1.0"
+install -m 755 "$build_dir/tracer-for-install/libgstgcsafety.so" "$destdir$libdir/gstreamer-1.0/libgstgcsafety.so"
 
 for file in "${headers[@]/#*\//$includedir/}" "$libdir/libgcsafety.so.$version" "$libdir/libgcsafety.so.0" \
-    "$libdir/libgcsafety.so" "$libdir/libgcsafety.a" "$libdir/pkgconfig/gcsafety.pc"; do
+    "$libdir/libgcsafety.so" "$libdir/libgcsafety.a" "$libdir/pkgconfig/gcsafety.pc" \
+    "$libdir/gstreamer-1.0/libgstgcsafety.so"; do
     echo "install.sh: installed $destdir$file"
 done
 

@@ -119,6 +119,12 @@ pkg_config_check() {
         $(PKG_CONFIG_PATH=$installed pkg-config --cflags --libs gcsafety gstreamer-1.0) -Wl,-rpath,"$libdir"
     readelf -d "$work/installed" | grep 'NEEDED.*\[libgcsafety\.so\.0\]' >/dev/null || fail "the program does not need libgcsafety.so.0"
     "$work/installed"
+    # The tracer, loadable from the installed plugin directory, linking the
+    # installed shared library.
+    readelf -d "$libdir/gstreamer-1.0/libgstgcsafety.so" | grep -q 'NEEDED.*\[libgcsafety\.so\.0\]' ||
+        fail "the installed tracer does not need libgcsafety.so.0"
+    GST_REGISTRY=$work/registry.bin GST_PLUGIN_PATH=$libdir/gstreamer-1.0 gst-inspect-1.0 gcsafety >/dev/null ||
+        fail "gst-inspect-1.0 cannot load the installed tracer"
 
     echo "-- installed, static: libgcsafety.a + pkg-config --static"
     # --as-needed: libgcsafety.a defines every gcs_ symbol, so the .pc's

@@ -30,8 +30,9 @@ pub struct Config {
     /// A failed access callback (non-zero, or a Rust panic always) invalidates
     /// the handle. Default false.
     pub invalidate_on_callback_error: bool,
-    /// Log registrations, invalidations and releases (GStreamer category
-    /// `gcsafety` at DEBUG, else stderr). Default false.
+    /// Log registrations, invalidations and releases even when the GStreamer
+    /// category `gcsafety` is off (then on stderr; the category alone shows
+    /// them at INFO/DEBUG, `GST_DEBUG=gcsafety:5`). Default false.
     pub log_state_changes: bool,
     /// Log finalizer runs, failures and timeouts. Default false.
     pub log_finalizers: bool,

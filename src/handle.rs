@@ -140,6 +140,7 @@ pub(crate) fn begin_access(handle: u64) -> Result<Begun> {
     // SAFETY: the accounting pointer is the registration's `TypeCounters`,
     // kept alive by its record at least until this access ends.
     unsafe { stats::count_access(published.accounting.cast()) };
+    crate::diag::access_begun(handle, object.as_ptr());
     Ok(Begun {
         handle,
         access,
@@ -205,14 +206,20 @@ pub(crate) fn end_access_by_value(handle: u64) -> Result<()> {
             }
             Ok(())
         }
-        Err(Refusal::NotAccessing) => Err(Error::new(
-            ErrorCode::NotAccessing,
-            format!(
-                "{}: gcs_access_end without a matching gcs_access_begin",
-                describe(handle)
-            ),
-        )),
-        Err(refusal) => Err(rejection(handle, refusal, "no access to end")),
+        Err(refusal) => {
+            let error = match refusal {
+                Refusal::NotAccessing => Error::new(
+                    ErrorCode::NotAccessing,
+                    format!(
+                        "{}: gcs_access_end without a matching gcs_access_begin",
+                        describe(handle)
+                    ),
+                ),
+                refusal => rejection(handle, refusal, "no access to end"),
+            };
+            crate::diag::misuse(handle, crate::diag::Misuse::UnmatchedEnd, &error);
+            Err(error)
+        }
     }
 }
 
@@ -348,7 +355,9 @@ fn rejected_access(handle: u64, refusal: Refusal) -> Error {
     if let Some(manager) = owner(handle).or_else(default_manager_if_started) {
         bump(&manager.counters.access_rejected);
     }
-    rejection(handle, refusal, "not valid for access")
+    let error = rejection(handle, refusal, "not valid for access");
+    crate::diag::misuse(handle, crate::diag::Misuse::RefusedAccess, &error);
+    error
 }
 
 // ----- the public API ----------------------------------------------------------
@@ -462,12 +471,18 @@ impl Handle {
 /// `gcs_unregister`.
 pub(crate) fn unregister(handle: u64) -> Result<()> {
     match table().unregister(handle) {
-        Ok(Some(claim)) => {
-            carry_out_release(claim);
+        Ok(claim) => {
+            crate::diag::unregistered(handle);
+            if let Some(claim) = claim {
+                carry_out_release(claim);
+            }
             Ok(())
         }
-        Ok(None) => Ok(()),
-        Err(refusal) => Err(rejection(handle, refusal, "already unregistered")),
+        Err(refusal) => {
+            let error = rejection(handle, refusal, "already unregistered");
+            crate::diag::misuse(handle, crate::diag::Misuse::DoubleUnregister, &error);
+            Err(error)
+        }
     }
 }
 
@@ -494,6 +509,7 @@ pub(crate) fn unregister_sync(handle: u64, timeout: Option<Duration>) -> Result<
     }
     match table().unregister(handle) {
         Ok(claim) => {
+            crate::diag::unregistered(handle);
             // Claimed here, the release may still be handed off (to the
             // finalizer executor, or the manager's release_context): wait for
             // it to be done in every case.
@@ -538,7 +554,13 @@ pub(crate) fn invalidate(handle: u64) -> Result<()> {
         .map_err(|refusal| rejection(handle, refusal, "cannot invalidate"))?;
     if let Some(manager) = manager {
         bump(&manager.counters.invalidated);
-        log_state!(manager, "{}: invalidated", describe(handle));
+        log_state!(
+            manager,
+            crate::log::Level::Info,
+            core::ptr::null_mut(),
+            "{}: invalidated",
+            describe(handle)
+        );
     }
     Ok(())
 }

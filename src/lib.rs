@@ -43,6 +43,7 @@ mod log;
 
 mod clock;
 mod config;
+mod diag;
 mod error;
 mod executor;
 pub mod ffi;
@@ -62,6 +63,7 @@ mod table;
 mod thread_accesses;
 
 pub use config::{Config, MAX_FINALIZER_RETRIES, MEMORY_PRESSURE_INTERVAL, MemoryPressure};
+pub use diag::{LiveHandle, leaks_checkpoint, live_handles, total_stats};
 pub use error::{Error, ErrorCode, Result};
 pub use handle::{AccessGuard, Handle, HandleInfo, HandleState};
 pub use manager::{Manager, configure, default_manager_started, default_stats, shutdown};

@@ -152,6 +152,7 @@ impl ManagerInner {
             last_sweep_ms: AtomicU64::new(clock::now_ms()),
             last_pressure_ms: AtomicU64::new(0),
         });
+        crate::diag::manager_started(inner.capture_stacks(), inner.log_state_changes());
         let mut all = registry().lock();
         all.retain(|m| m.strong_count() > 0);
         all.push(Arc::downgrade(&inner));
@@ -363,7 +364,13 @@ impl ManagerInner {
         let (others, here) = self.releases_pending();
         if others == 0 && here == 0 {
             if first {
-                log_state!(self, "{} closed", self.describe());
+                log_state!(
+                    self,
+                    crate::log::Level::Info,
+                    core::ptr::null_mut(),
+                    "{} closed",
+                    self.describe()
+                );
             }
             return Ok(());
         }
@@ -461,7 +468,7 @@ pub(crate) fn report_leaks(manager: &ManagerInner) {
 /// The frames of a registration backtrace from the caller of the library
 /// on: std's text, without the frames up to the registration entry point
 /// (`gcs_register*` or `Registration::register*`).
-fn callers_frames(text: &str) -> String {
+pub(crate) fn callers_frames(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let is_frame = |line: &str| {
         let t = line.trim_start();
@@ -643,6 +650,11 @@ pub fn shutdown(timeout: Option<Duration>) -> Result<()> {
         )));
     }
     result
+}
+
+/// Every manager not yet freed (open or closed).
+pub(crate) fn all_managers() -> Vec<Arc<ManagerInner>> {
+    registry().lock().iter().filter_map(Weak::upgrade).collect()
 }
 
 /// Fork support: call `f` for every manager while the fork handlers hold

@@ -181,6 +181,39 @@ impl Payload {
         }
     }
 
+    /// The object as a `GObject *` to name a debug line after (as
+    /// `GST_DEBUG_OBJECT` does), for the kinds that hold a strong reference
+    /// to a GObject; NULL for the others (a mini object is not a GObject, a
+    /// weakly held one may be gone).
+    pub(crate) fn debug_object(&self) -> *mut c_void {
+        match self {
+            Payload::GstObject { object, .. } => object.as_ptr().cast(),
+            Payload::GObject { object } => object.as_ptr().cast(),
+            _ => core::ptr::null_mut(),
+        }
+    }
+
+    /// The element a release must set to NULL first
+    /// (`GCS_REGISTER_SET_NULL_STATE` on a `GstElement`), if any.
+    pub(crate) fn null_state_element(&self) -> Option<NonNull<gst_sys::GstElement>> {
+        match self {
+            Payload::GstObject {
+                object,
+                set_null_state: true,
+            } => {
+                // SAFETY: a live GstObject (the registration holds a reference).
+                let is_element = unsafe {
+                    gobject_sys::g_type_check_instance_is_a(
+                        object.as_ptr().cast::<GTypeInstance>(),
+                        gst_sys::gst_element_get_type(),
+                    ) != 0
+                };
+                is_element.then(|| object.cast())
+            }
+            _ => None,
+        }
+    }
+
     /// The object as cleanups should see it: the object for strong kinds; for
     /// a weak one a strong reference while it is still alive (to be dropped
     /// with [`downgrade`] by the caller, returned second), else NULL.
@@ -238,7 +271,7 @@ impl Payload {
 }
 
 /// `gst_element_set_state(element, GST_STATE_NULL)` if `object` is a `GstElement`.
-fn set_element_state_null(object: NonNull<gst_sys::GstObject>) {
+pub(crate) fn set_element_state_null(object: NonNull<gst_sys::GstObject>) {
     // SAFETY: `object` is a live GstObject (the registration holds a reference).
     unsafe {
         let instance = object.as_ptr().cast::<GTypeInstance>();

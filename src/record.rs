@@ -90,6 +90,10 @@ pub(crate) struct Record {
     pub(crate) sequence: u64,
     /// Where it was registered (GCS_REGISTER_CAPTURE_STACK / GCS_DEBUG=stacks).
     pub(crate) backtrace: Option<Arc<Backtrace>>,
+    /// Its place in the process-wide order of registration (leak checkpoints).
+    pub(crate) serial: u64,
+    /// Where it was unregistered (`GCS_DEBUG=stacks`), for the debug mode's story.
+    pub(crate) unregistered_at: Option<Arc<Backtrace>>,
 }
 
 /// A manager borrowed by a release job from its record: the record keeps

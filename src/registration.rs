@@ -241,6 +241,8 @@ pub(crate) unsafe fn register_raw(
             invalidated: false,
             sequence,
             backtrace,
+            serial: crate::diag::next_serial(),
+            unregistered_at: None,
         };
         let details = Details {
             payload: Some(record),
@@ -254,6 +256,9 @@ pub(crate) unsafe fn register_raw(
         };
         (published, details)
     };
+    // SAFETY: validated (or vouched for) above.
+    let held =
+        unsafe { crate::diag::HeldForLog::new(kind, object.as_ptr(), manager.log_state_changes()) };
     let handle = match table().insert(make) {
         Ok(handle) => handle,
         Err(_) => {
@@ -278,10 +283,13 @@ pub(crate) unsafe fn register_raw(
     }
     log_state!(
         manager,
+        crate::log::Level::Info,
+        held.object(),
         "{} registered ({}, {size_bytes} bytes)",
         crate::handle::describe(handle),
         kind.name()
     );
+    drop(held);
     if let Some(before) = tracked_before {
         manager.check_memory(before, before + size_bytes);
     }

@@ -13,10 +13,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use gstreamer::DebugLevel;
 use parking_lot::{Condvar, Mutex};
 
 use crate::executor;
+use crate::log::Level;
 use crate::manager::{ManagerInner, table};
 use crate::object;
 use crate::record::{Record, ReleaseJob, SendPtr};
@@ -55,8 +55,13 @@ fn run_release(claim: Claimed, mut job: ReleaseJob) {
     // not wait for itself.
     let _releasing = thread_accesses::releasing(handle);
     let manager = &*job.manager;
+    crate::log::refresh();
     log_state!(
         manager,
+        Level::Debug,
+        job.payload
+            .as_ref()
+            .map_or(core::ptr::null_mut(), |p| p.debug_object()),
         "handle {handle:#018x} ({}): releasing",
         job.counters.name.as_str()
     );
@@ -72,6 +77,13 @@ fn run_release(claim: Claimed, mut job: ReleaseJob) {
         if !ok {
             bump(&manager.counters.cleanup_failures);
         }
+        log_state!(
+            manager,
+            if ok { Level::Debug } else { Level::Warning },
+            core::ptr::null_mut(),
+            "handle {handle:#018x}: cleanup {}",
+            if ok { "ran" } else { "failed" }
+        );
     }
     let strong = strong.map(|strong| SendPtr(strong.as_ptr()));
     let Some(mut finalizer) = job.finalizer.take() else {
@@ -95,7 +107,7 @@ fn run_release(claim: Claimed, mut job: ReleaseJob) {
                 bump(&on_timeout_manager.counters.finalizer_timeouts);
                 log_finalizer!(
                     on_timeout_manager,
-                    DebugLevel::Warning,
+                    Level::Warning,
                     "handle {handle:#018x}: finalizer still running after {timeout:?}"
                 );
             }),
@@ -125,21 +137,76 @@ fn finalizer_done(manager: &ManagerInner, handle: u64, succeeded: bool, attempts
     if succeeded {
         log_finalizer!(
             manager,
-            DebugLevel::Debug,
+            Level::Debug,
             "handle {handle:#018x}: finalizer ran ({attempts} attempts)"
         );
     } else {
         bump(&manager.counters.finalizer_failures);
         log_finalizer!(
             manager,
-            DebugLevel::Warning,
+            Level::Warning,
             "handle {handle:#018x}: finalizer failed {attempts} times"
         );
     }
 }
 
-/// Drop the reference, count, mark the slot released, wake waiters.
+/// Drop the reference, count, mark the slot released, wake waiters. A
+/// `GCS_REGISTER_SET_NULL_STATE` element is set to NULL and unreffed on the
+/// library's executor, never here: this thread may be one of its streaming
+/// threads (a pad probe, an appsink callback ending the last access), where
+/// `gst_element_set_state` would join itself. The executor's threads are
+/// the library's own, never streaming threads; the state change is timed
+/// like a finalizer (`finalizer_timeout`: a hung one is reported and the
+/// other releases go on on another worker). The slot stays releasing until
+/// the unref, so `gcs_unregister_sync`, closes and `gcs_shutdown` wait for
+/// it, and the registration's unref is the last one it makes (unlike
+/// `gst_element_call_async`, whose pool holds a reference of its own until
+/// after the call, so the element would be finalized after the wait).
+/// With a `release_context`, the release already runs on the thread that
+/// iterates it (the application's, chosen for this), so it stays there.
 fn finish(claim: Claimed, job: ReleaseJob, strong: Option<SendPtr>) {
+    let element = match job.manager.release_context() {
+        Some(_) => None,
+        None => job.payload.as_ref().and_then(|p| p.null_state_element()),
+    };
+    let Some(element) = element else {
+        return finish_here(claim, job, strong);
+    };
+    let handle = claim.handle();
+    let timeout = job.manager.config.finalizer_timeout;
+    let on_timeout_manager = job.manager.to_arc();
+    let element = SendPtr(element.as_ptr().cast());
+    struct Finish(Claimed, ReleaseJob, Option<SendPtr>);
+    // SAFETY: as for `ContextJob`: a claim indexes the 'static table and
+    // the job owns thread-safe references.
+    unsafe impl Send for Finish {}
+    let finish = Finish(claim, job, strong);
+    executor::submit(executor::Task {
+        attempt: Box::new(move || {
+            if let Some(element) = core::ptr::NonNull::new(element.get()) {
+                object::set_element_state_null(element.cast());
+            }
+            true
+        }),
+        retries: 0,
+        timeout,
+        on_timeout: Box::new(move || {
+            log_state!(
+                on_timeout_manager,
+                Level::Warning,
+                core::ptr::null_mut(),
+                "handle {handle:#018x}: setting the element to NULL still runs after {timeout:?}"
+            );
+        }),
+        done: Box::new(move |_| {
+            let Finish(claim, job, strong) = finish;
+            finish_here(claim, job, strong)
+        }),
+    });
+}
+
+/// [`finish`] on this thread.
+fn finish_here(claim: Claimed, job: ReleaseJob, strong: Option<SendPtr>) {
     if let Some(strong) = strong.and_then(|s| core::ptr::NonNull::new(s.0)) {
         object::downgrade(strong);
     }
@@ -151,7 +218,13 @@ fn finish(claim: Claimed, job: ReleaseJob, strong: Option<SendPtr>) {
         .counts
         .released(job.stripe, job.size_bytes);
     job.counters.counts.released(job.stripe, job.size_bytes);
-    log_state!(job.manager, "handle {:#018x}: released", claim.handle());
+    log_state!(
+        job.manager,
+        Level::Debug,
+        core::ptr::null_mut(),
+        "handle {:#018x}: released",
+        claim.handle()
+    );
     drop(claim); // Draining(0) → Retained: the release is done.
     signal_released();
 }

@@ -108,7 +108,11 @@ fn compile(source: &Path, variant: Variant, out_dir: &Path) -> PathBuf {
     .arg(manifest_dir().join("include"))
     .arg("-I")
     .arg(manifest_dir().join("c-tests"))
-    .args(pkg_config(&["--cflags", "gstreamer-1.0"]))
+    .args(pkg_config(&[
+        "--cflags",
+        "gstreamer-1.0",
+        "gstreamer-app-1.0",
+    ]))
     .arg(source)
     .arg("-o")
     .arg(&binary);
@@ -127,7 +131,11 @@ fn compile(source: &Path, variant: Variant, out_dir: &Path) -> PathBuf {
             .arg("-lgcsafety")
             .arg(format!("-Wl,-rpath,{}", lib_dir.display()));
     }
-    cmd.args(pkg_config(&["--libs", "gstreamer-1.0"]));
+    cmd.args(pkg_config(&[
+        "--libs",
+        "gstreamer-1.0",
+        "gstreamer-app-1.0",
+    ]));
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {compiler}: {e} (scripts/setup.sh installs it)"));

@@ -37,9 +37,10 @@ pub struct GcsConfig {
     pub enable_finalizer_safety: bool,
     /// A non-zero access callback invalidates the handle. Default false.
     pub invalidate_on_callback_error: bool,
-    /// Log registrations, invalidations and releases: to the GStreamer debug
-    /// category "gcsafety" (level DEBUG) once GStreamer is initialised, else to
-    /// stderr. Default false. Also GCS_DEBUG=state (default manager).
+    /// Log registrations, invalidations and releases even when the GStreamer
+    /// debug category "gcsafety" does not show them (those lines then go to
+    /// stderr; the category alone shows them: GST_DEBUG=gcsafety:5).
+    /// Default false. Also GCS_DEBUG=state (default manager).
     pub log_state_changes: bool,
     /// Log finalizer runs (DEBUG), failures and timeouts (WARNING). Default
     /// false. Also GCS_DEBUG=finalizers (default manager).

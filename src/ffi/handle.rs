@@ -80,10 +80,14 @@ pub enum GcsRegisterFlags {
     /// GstElement: at release, immediately before the registration drops its
     /// reference, set it to GST_STATE_NULL, whether or not other references
     /// remain (GStreamer warns and leaks when a PLAYING element is disposed).
-    /// Only with GCS_KIND_GST_OBJECT. The state change runs on the thread
-    /// that releases (the one ending the last access, or unregistering): as
-    /// with any gst_element_set_state, that must not be one of the element's
-    /// own streaming threads.
+    /// Only with GCS_KIND_GST_OBJECT. The state change and the unref run on
+    /// the library's executor thread (as finalizers do), never on the thread
+    /// that releases (which may be one of the element's streaming threads: a
+    /// pad probe or an appsink callback ending the last access), after the
+    /// cleanups have run there. gcs_unregister therefore
+    /// returns before the element is NULL; gcs_unregister_sync waits for it
+    /// (but do not wait so on a streaming thread of the element: the state
+    /// change waits for that thread). With a release_context, it runs there.
     GCS_REGISTER_SET_NULL_STATE = 1 << 0,
     /// Record a backtrace at registration, printed with the handle in the
     /// leak report (GCS_LEAKS=1). GCS_DEBUG=stacks does it for every

@@ -27,8 +27,11 @@ pub mod manager;
 pub mod stats;
 pub mod table;
 pub mod version;
+// Last: cbindgen emits in module order, and diag uses the others' types.
+pub mod diag;
 
 pub use config::GcsConfig;
+pub use diag::{GcsLiveFlags, GcsLiveHandle};
 pub use error::GcsResult;
 pub use handle::{GcsHandle, GcsHandleInfo, GcsHandleState, GcsObjectKind, GcsRegistration};
 pub use stats::{GcsStats, GcsTypeStats};
