@@ -15,7 +15,7 @@ use crate::object::{self, Kind, Target};
 use crate::record::{Callback, Record};
 use crate::release::{self, carry_out_release};
 use crate::stats::{self, bump};
-use crate::table::{Access, Details, Ended, Phase, Refusal, Word};
+use crate::table::{Access, Details, Ended, Phase, Refusal, Slot, Word};
 use crate::thread_accesses;
 
 /// An opaque reference to a registration: index and generation, salted.
@@ -109,12 +109,15 @@ impl Drop for AccessGuard {
     }
 }
 
-/// An access that began: its slot, the object it sees, and whether that is
-/// a strong reference taken through a weak one.
+/// An access that began: where its count is held, the object it sees, and
+/// whether that is a strong reference taken through a weak one. Kept small:
+/// it is returned and moved on every access.
 pub(crate) struct Begun {
     handle: u64,
-    access: Access<'static>,
+    slot: &'static Slot,
     pub(crate) object: NonNull<c_void>,
+    index: u32,
+    generation: u32,
     upgraded: bool,
 }
 
@@ -143,8 +146,10 @@ pub(crate) fn begin_access(handle: u64) -> Result<Begun> {
     crate::diag::access_begun(handle, object.as_ptr());
     Ok(Begun {
         handle,
-        access,
+        slot: access.slot,
         object,
+        index: access.index,
+        generation: access.generation,
         upgraded,
     })
 }
@@ -156,7 +161,7 @@ pub(crate) fn end_access(begun: Begun) {
     if begun.upgraded {
         object::downgrade(begun.object);
     }
-    if let Some(claim) = table().end(begun.access) {
+    if let Some(claim) = table().end_of(begun.slot, begun.index, begun.generation) {
         carry_out_release(claim);
     }
 }
@@ -398,23 +403,35 @@ impl Handle {
     /// be released before `f` returns. A panic in `f` is caught: the handle
     /// is invalidated and `Err` ("panic during object access") returned.
     pub fn safe_access<R>(self, f: impl FnOnce(*mut c_void) -> R) -> Result<R> {
-        let guard = self.access()?;
-        let result = catch_unwind(AssertUnwindSafe(|| f(guard.as_ptr())));
-        drop(guard);
-        result.map_err(|panic| {
-            if let Some(manager) = owner(self.0.get()) {
-                bump(&manager.counters.panics_recovered);
-            }
-            let _ = invalidate(self.0.get());
-            let what = crate::error::panic_message(&*panic);
-            Error::new(
-                ErrorCode::Panic,
-                format!(
-                    "{}: panic during object access: {what} (handle invalidated)",
-                    describe(self.0.get())
-                ),
-            )
-        })
+        // The same path as `gcs_safe_access`: begin, call, end (the panic is
+        // caught, so the end runs either way; no guard object to move).
+        let begun = begin_access(self.0.get())?;
+        let object = begun.object.as_ptr();
+        let result = catch_unwind(AssertUnwindSafe(|| f(object)));
+        end_access(begun);
+        match result {
+            Ok(value) => Ok(value),
+            Err(panic) => Err(self.access_panicked(panic)),
+        }
+    }
+
+    /// After `safe_access`'s closure panicked (the access has ended):
+    /// count, invalidate, and say so.
+    #[cold]
+    #[inline(never)]
+    fn access_panicked(self, panic: Box<dyn core::any::Any + Send>) -> Error {
+        if let Some(manager) = owner(self.0.get()) {
+            bump(&manager.counters.panics_recovered);
+        }
+        let _ = invalidate(self.0.get());
+        let what = crate::error::panic_message(&*panic);
+        Error::new(
+            ErrorCode::Panic,
+            format!(
+                "{}: panic during object access: {what} (handle invalidated)",
+                describe(self.0.get())
+            ),
+        )
     }
 
     /// Refuse new accesses at once; the reference is dropped when the last

@@ -37,6 +37,7 @@ use crate::stats::{Stats, TypeCounters, TypeRef, TypeStats};
 use crate::table::{Limits, Phase, Table};
 
 /// The table of this load of the library.
+#[inline]
 pub(crate) fn table() -> &'static Table<Record> {
     static TABLE: LazyLock<Table<Record>> = LazyLock::new(|| {
         // SAFETY: a `static`: never dropped.

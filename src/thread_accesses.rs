@@ -91,16 +91,19 @@ thread_local! {
 }
 
 impl Block {
+    #[inline]
     fn len(&self) -> usize {
         // Relaxed: only the owner writes `len`, and only the owner calls this.
         self.len.load(Ordering::Relaxed)
     }
 
+    #[inline]
     fn get(&self, i: usize) -> u64 {
         self.entries[i].load(Ordering::Relaxed)
     }
 
     /// Remove the most recent entry equal to `handle`; owner only.
+    #[inline]
     fn remove_local(&self, handle: u64) -> bool {
         let len = self.len();
         let Some(i) = (0..len).rev().find(|&i| self.get(i) == handle) else {

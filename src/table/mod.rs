@@ -492,9 +492,16 @@ impl<P: Send + 'static> Table<P> {
     /// the phase and generation bits (which would reissue a handle value).
     #[inline]
     pub(crate) fn end(&self, access: Access<'_>) -> Option<Claim<'_, P>> {
-        let word = access.slot.end(access.generation).ok()?;
+        self.end_of(access.slot, access.index, access.generation)
+    }
+
+    /// [`end`](Self::end) for what an access kept of its [`Access`]: the
+    /// slot, its index and the generation.
+    #[inline]
+    pub(crate) fn end_of(&self, slot: &Slot, index: u32, generation: u32) -> Option<Claim<'_, P>> {
+        let word = slot.end(generation).ok()?;
         (word.phase() == Phase::Draining && word.count() == 1)
-            .then(|| self.claim(access.index, access.generation))
+            .then(|| self.claim(index, generation))
     }
 
     /// End an access by handle value, validating everything first (the
