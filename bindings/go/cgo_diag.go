@@ -196,10 +196,7 @@ const (
 	cKindWeakGObject cObjectKind = C.GCS_KIND_WEAK_GOBJECT
 )
 
-const (
-	resultTimeout       result = C.GCS_ERROR_TIMEOUT
-	resultWouldDeadlock result = C.GCS_ERROR_WOULD_DEADLOCK
-)
+const resultTimeout result = C.GCS_ERROR_TIMEOUT
 
 // registerFull registers the C object p (an integer until C) with manager
 // (nil: the default one), its names, size and flags.

@@ -178,19 +178,65 @@ func (m *GCSafetyManager) Invalidate(id Handle) error {
 	return id.Invalidate()
 }
 
-// UnregisterSync unregisters h and waits until its release has happened
-// (gcs_unregister_sync): the accesses in flight ended, the cleanups and the
-// finalizer ran, the reference was dropped (and, with SetNullState, the
-// element set to NULL). A negative timeout waits as long as it takes. On
-// timeout it returns an error wrapping ErrTimeout, and the release happens
-// when the last access ends. Called inside an access of h that began on the
-// same OS thread, it returns an error wrapping ErrWouldDeadlock at once and
-// changes nothing (a goroutine may move between threads, so do not rely on
-// that detection: never wait for a handle inside its own access). A second
-// call, or a handle someone else unregistered, returns an error wrapping
-// ErrReleased (after waiting for a release in progress).
+// UnregisterSync unregisters h and waits until its release has happened:
+// the accesses in flight ended, the cleanups and the finalizer ran, and the
+// reference was dropped (with SetNullState, after the element was set to
+// NULL). A negative timeout waits as long as it takes. On timeout it returns
+// an error wrapping ErrTimeout, and the release happens when the last access
+// ends. A second call, or a call on a handle someone else unregistered,
+// waits for the release in progress and returns an error wrapping
+// ErrReleased.
+//
+// Never call it inside an access of h: it would wait for that access, that
+// is for itself, until the timeout. (The library's gcs_unregister_sync
+// detects that case per OS thread; goroutines move between threads and
+// share them, so the Go binding waits on the Go side instead: for the end
+// of the accesses through a cleanup that it adds, counted in
+// Stats.CleanupsRun, then for the rest of the release through
+// gcs_unregister_sync.)
 func (h Handle) UnregisterSync(timeout time.Duration) error {
-	return handleErr(opUnregister, h, unregisterSync(h, timeout))
+	var deadline time.Time
+	if timeout >= 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	remaining := func() time.Duration {
+		if timeout < 0 {
+			return -1
+		}
+		if d := time.Until(deadline); d > 0 {
+			return d
+		}
+		return 0
+	}
+	ended := make(chan struct{})
+	if r := addCleanupCallback(nil, h, func() { close(ended) }); r != resultOK {
+		// Not live: unregistered already (then wait for its release) or
+		// never issued.
+		return handleErr(opUnregister, h, unregisterSync(h, timeout))
+	}
+	if r := unregister(h); r != resultOK {
+		return handleErr(opUnregister, h, r)
+	}
+	if timeout < 0 {
+		<-ended
+	} else {
+		timer := time.NewTimer(remaining())
+		select {
+		case <-ended:
+			timer.Stop()
+		case <-timer.C:
+			return handleErr(opUnregister, h, resultTimeout)
+		}
+	}
+	// The release is under way (or done): wait for its end, finalizer and
+	// unref included. The handle is unregistered, so the wait reports
+	// GCS_ERROR_RELEASED when it is over.
+	switch r := unregisterSync(h, remaining()); r {
+	case resultOK, resultReleased:
+		return nil
+	default:
+		return handleErr(opUnregister, h, r)
+	}
 }
 
 // UnregisterSync is Handle.UnregisterSync; after Close it returns ErrClosed.
@@ -204,10 +250,6 @@ func (m *GCSafetyManager) UnregisterSync(id Handle, timeout time.Duration) error
 // ErrTimeout is wrapped by the errors of the calls that waited longer than
 // their timeout (GCS_ERROR_TIMEOUT): UnregisterSync, Shutdown.
 var ErrTimeout = errors.New("gcsafety: timed out")
-
-// ErrWouldDeadlock is wrapped by the error of an UnregisterSync that would
-// wait for an access of its own thread (GCS_ERROR_WOULD_DEADLOCK).
-var ErrWouldDeadlock = errors.New("gcsafety: would deadlock")
 
 // Shutdown closes the library's default manager and every manager still
 // open, GCSafetyManagers included, waiting up to timeout in all (negative:
@@ -332,7 +374,7 @@ var stacks struct {
 // it at h's release. m is h's manager (nil: the default one).
 func recordStack(m *GCSafetyManager, h Handle) {
 	pcs := make([]uintptr, 64)
-	n := runtime.Callers(3, pcs) // above recordStack and the Register* frame
+	n := runtime.Callers(2, pcs) // the package's frames are trimmed by stackOf
 	pcs = pcs[:n:n]
 	stacks.Lock()
 	if stacks.byHandle == nil {
@@ -351,7 +393,12 @@ func forgetStack(h Handle) {
 	stacks.Unlock()
 }
 
-// stackOf is h's registration stack, formatted, or "".
+// packagePath is this package's import path, the prefix of its functions'
+// names in stacks.
+const packagePath = "gcsafety.dev/gcsafety"
+
+// stackOf is h's registration stack from the caller of the package on,
+// formatted, or "".
 func stackOf(h Handle) string {
 	stacks.Lock()
 	pcs := stacks.byHandle[h]
@@ -361,8 +408,16 @@ func stackOf(h Handle) string {
 	}
 	var b strings.Builder
 	frames := runtime.CallersFrames(pcs)
+	inPackage := true // the leading frames, inside the package
 	for {
 		f, more := frames.Next()
+		if inPackage && strings.HasPrefix(f.Function, packagePath+".") && !strings.HasSuffix(f.File, "_test.go") {
+			if !more {
+				break
+			}
+			continue
+		}
+		inPackage = false
 		if f.Function != "" {
 			fmt.Fprintf(&b, "%s\n\t%s:%d\n", f.Function, f.File, f.Line)
 		}

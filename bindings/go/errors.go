@@ -80,8 +80,6 @@ func (e *handleError) Unwrap() error {
 		return ErrClosed
 	case resultTimeout:
 		return ErrTimeout
-	case resultWouldDeadlock:
-		return ErrWouldDeadlock
 	}
 	return nil
 }
