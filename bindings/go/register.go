@@ -111,18 +111,30 @@ var wrapperMethods = [...]string{"GstObject", "GstMiniObject", "Unsafe", "Native
 // but no usable C pointer came of it. The pointer is returned as an
 // integer: it is C memory, made a pointer only in C.
 func wrapperPointer(obj any) (ptr uintptr, method string, ok bool, err error) {
+	defer func() {
+		// A binding's method may panic (on a nil receiver, say).
+		if r := recover(); r != nil {
+			ptr, ok = 0, true
+			err = fmt.Errorf("%w: the method %s of %T panicked: %v", ErrNotUnderstood, method, obj, r)
+		}
+	}()
 	// The common method sets, without reflection.
 	switch o := obj.(type) {
 	case interface{ GstObject() unsafe.Pointer }:
-		return nonNil(uintptr(o.GstObject()), obj, "GstObject")
+		method = "GstObject"
+		return nonNil(uintptr(o.GstObject()), obj, method)
 	case interface{ GstMiniObject() unsafe.Pointer }:
-		return nonNil(uintptr(o.GstMiniObject()), obj, "GstMiniObject")
+		method = "GstMiniObject"
+		return nonNil(uintptr(o.GstMiniObject()), obj, method)
 	case interface{ Unsafe() unsafe.Pointer }:
-		return nonNil(uintptr(o.Unsafe()), obj, "Unsafe")
+		method = "Unsafe"
+		return nonNil(uintptr(o.Unsafe()), obj, method)
 	case interface{ Native() uintptr }:
-		return nonNil(o.Native(), obj, "Native")
+		method = "Native"
+		return nonNil(o.Native(), obj, method)
 	case interface{ Native() unsafe.Pointer }:
-		return nonNil(uintptr(o.Native()), obj, "Native")
+		method = "Native"
+		return nonNil(uintptr(o.Native()), obj, method)
 	}
 	v := reflect.ValueOf(obj)
 	for _, name := range wrapperMethods {
@@ -136,39 +148,17 @@ func wrapperPointer(obj any) (ptr uintptr, method string, ok bool, err error) {
 		}
 		switch out := t.Out(0); out.Kind() {
 		case reflect.Ptr, reflect.UnsafePointer:
-			// A pointer to a C type (Instance() *C.GstElement); the call
-			// cannot panic on a nil receiver of a method that only reads a
-			// field... but a binding's method may: recover.
-			p, err := callPointer(m, obj, name)
-			if err != nil {
-				return 0, name, true, err
-			}
-			return nonNil(p, obj, name)
+			// A pointer to a C type: Instance() *C.GstElement.
+			method = name
+			return nonNil(m.Call(nil)[0].Pointer(), obj, name)
 		case reflect.Uintptr:
-			p, err := callPointer(m, obj, name)
-			if err != nil {
-				return 0, name, true, err
-			}
-			return nonNil(p, obj, name)
+			method = name
+			return nonNil(uintptr(m.Call(nil)[0].Uint()), obj, name)
 		default:
 			return 0, name, true, fmt.Errorf("%w: the method %s of %T returns %v, not a pointer", ErrNotUnderstood, name, obj, out)
 		}
 	}
 	return 0, "", false, nil
-}
-
-// callPointer calls m (no arguments, one pointer or uintptr result).
-func callPointer(m reflect.Value, obj any, name string) (p uintptr, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: the method %s of %T panicked: %v", ErrNotUnderstood, name, obj, r)
-		}
-	}()
-	out := m.Call(nil)[0]
-	if out.Kind() == reflect.Uintptr {
-		return uintptr(out.Uint()), nil
-	}
-	return out.Pointer(), nil
 }
 
 func nonNil(p uintptr, obj any, method string) (uintptr, string, bool, error) {

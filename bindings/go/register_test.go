@@ -87,6 +87,10 @@ func (instanceInt) Instance() int { return 1 }
 
 type instanceArgs struct{}
 
+type panicky struct{}
+
+func (panicky) Unsafe() unsafe.Pointer { panic("a binding's bug") }
+
 func (instanceArgs) Instance(int) unsafe.Pointer { return nil }
 
 func TestRegisterGoGstElement(t *testing.T) {
@@ -210,6 +214,8 @@ func TestRegisterRefusesWrappersNotUnderstood(t *testing.T) {
 		{"Native() string", nativeString{}, "not a pointer"},
 		{"Instance() int", instanceInt{}, "not a pointer"},
 		{"Instance(int)", instanceArgs{}, "signature"},
+		{"nil Instance()", &gstBuffer{}, "nil pointer"},
+		{"panicking Unsafe()", panicky{}, "panicked: a binding's bug"},
 	}
 	for _, c := range cases {
 		h, err := m.RegisterObject(c.obj, "")
