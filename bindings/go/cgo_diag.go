@@ -196,7 +196,10 @@ const (
 	cKindWeakGObject cObjectKind = C.GCS_KIND_WEAK_GOBJECT
 )
 
-const resultTimeout result = C.GCS_ERROR_TIMEOUT
+const (
+	resultTimeout       result = C.GCS_ERROR_TIMEOUT
+	resultWouldDeadlock result = C.GCS_ERROR_WOULD_DEADLOCK
+)
 
 // registerFull registers the C object p (an integer until C) with manager
 // (nil: the default one), its names, size and flags.

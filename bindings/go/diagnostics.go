@@ -62,7 +62,9 @@ type HandleInfo struct {
 	InstanceName string
 	// Size is the size declared at registration, in bytes.
 	Size uint64
-	// Age is the time since registration (millisecond resolution).
+	// Age is the time since registration, in whole milliseconds of the
+	// library's coarse monotonic clock (which advances by a scheduler tick,
+	// a few milliseconds).
 	Age time.Duration
 	// ReleasedAgo is the time since release; 0 unless released.
 	ReleasedAgo time.Duration
@@ -193,7 +195,10 @@ func (m *GCSafetyManager) Invalidate(id Handle) error {
 // share them, so the Go binding waits on the Go side instead: for the end
 // of the accesses through a cleanup that it adds, counted in
 // Stats.CleanupsRun, then for the rest of the release through
-// gcs_unregister_sync.)
+// gcs_unregister_sync. On a handle someone else unregistered it cannot add
+// the cleanup; if the library then refuses to wait because an access in
+// flight began on the same OS thread, it asks again every few milliseconds
+// until the accesses have ended.)
 func (h Handle) UnregisterSync(timeout time.Duration) error {
 	var deadline time.Time
 	if timeout >= 0 {
@@ -212,7 +217,7 @@ func (h Handle) UnregisterSync(timeout time.Duration) error {
 	if r := addCleanupCallback(nil, h, func() { close(ended) }); r != resultOK {
 		// Not live: unregistered already (then wait for its release) or
 		// never issued.
-		return handleErr(opUnregister, h, unregisterSync(h, timeout))
+		return handleErr(opUnregister, h, unregisterSyncGo(h, remaining))
 	}
 	if r := unregister(h); r != resultOK {
 		return handleErr(opUnregister, h, r)
@@ -231,11 +236,38 @@ func (h Handle) UnregisterSync(timeout time.Duration) error {
 	// The release is under way (or done): wait for its end, finalizer and
 	// unref included. The handle is unregistered, so the wait reports
 	// GCS_ERROR_RELEASED when it is over.
-	switch r := unregisterSync(h, remaining()); r {
+	switch r := unregisterSyncGo(h, remaining); r {
 	case resultOK, resultReleased:
 		return nil
 	default:
 		return handleErr(opUnregister, h, r)
+	}
+}
+
+// unregisterSyncGo is gcs_unregister_sync of a handle already
+// unregistered, whose release may wait for accesses of other goroutines. The
+// library refuses the wait (GCS_ERROR_WOULD_DEADLOCK) when one of those
+// accesses began on this OS thread, which goroutines share: then the wait
+// is done here, by asking again until the accesses have ended (1 ms apart,
+// then up to 10 ms).
+func unregisterSyncGo(h Handle, remaining func() time.Duration) result {
+	pause := time.Millisecond
+	for {
+		r := unregisterSync(h, remaining())
+		if r != resultWouldDeadlock {
+			return r
+		}
+		left := remaining()
+		if left == 0 {
+			return resultTimeout
+		}
+		if left > 0 && left < pause {
+			pause = left
+		}
+		time.Sleep(pause)
+		if pause < 10*time.Millisecond {
+			pause *= 2
+		}
 	}
 }
 
