@@ -121,10 +121,15 @@ func (m *GCSafetyManager) LiveHandles() ([]HandleInfo, error) {
 	if r != resultOK {
 		return nil, fmt.Errorf("gcsafety: cannot list the live handles: %v", r)
 	}
+	return withStacks(infos), nil
+}
+
+// withStacks adds their registration stacks to infos.
+func withStacks(infos []HandleInfo) []HandleInfo {
 	for i := range infos {
 		infos[i].Stack = stackOf(infos[i].Handle)
 	}
-	return infos, nil
+	return infos
 }
 
 // LiveHandles lists the registrations of the library's default manager (the
@@ -135,10 +140,7 @@ func LiveHandles() ([]HandleInfo, error) {
 	if r != resultOK {
 		return nil, fmt.Errorf("gcsafety: cannot list the live handles: %v", r)
 	}
-	for i := range infos {
-		infos[i].Stack = stackOf(infos[i].Handle)
-	}
-	return infos, nil
+	return withStacks(infos), nil
 }
 
 // WriteLeakReport writes the manager's live handles to w in the format of
@@ -403,8 +405,8 @@ var stacks struct {
 }
 
 // recordStack records the caller's stack for h, and a cleanup that forgets
-// it at h's release. m is h's manager (nil: the default one).
-func recordStack(m *GCSafetyManager, h Handle) {
+// it at h's release.
+func recordStack(h Handle) {
 	pcs := make([]uintptr, 64)
 	n := runtime.Callers(2, pcs) // the package's frames are trimmed by stackOf
 	pcs = pcs[:n:n]
@@ -414,7 +416,8 @@ func recordStack(m *GCSafetyManager, h Handle) {
 	}
 	stacks.byHandle[h] = pcs
 	stacks.Unlock()
-	if addCleanupCallback(m, h, func() { forgetStack(h) }) != resultOK {
+	// The cleanup is not m's (nil): it must not keep m reachable.
+	if addCleanupCallback(nil, h, func() { forgetStack(h) }) != resultOK {
 		forgetStack(h) // already released
 	}
 }

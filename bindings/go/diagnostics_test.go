@@ -130,6 +130,47 @@ func TestEnvironmentReachesGoManagers(t *testing.T) {
 		t.Fatalf("GCS_DEBUG=stacks recorded no stack: %+v", info)
 	}
 	// GCS_LEAKS=1: Close reports the live handles on stderr.
+	var closeErr error
+	text := captureStderr(t, func() { closeErr = m.Close() })
+	if closeErr != nil {
+		t.Fatal(closeErr)
+	}
+	if !strings.Contains(text, "gcsafety: leak: handle "+h.String()+" GObject 'leaked'") ||
+		!strings.Contains(text, "TestEnvironmentReachesGoManagers") {
+		t.Fatalf("GCS_LEAKS=1 report at Close:\n%s", text)
+	}
+	if gsttest.RefCount(gobj) != 1 {
+		t.Fatal("Close did not release the registration")
+	}
+	gsttest.UnrefGObject(gobj)
+
+	// A manager never closed reports when the collector frees it.
+	gobj = gsttest.NewGObject()
+	text = captureStderr(t, func() {
+		func() {
+			m := NewGCSafetyManager(GCSafetyConfig{})
+			if _, err := m.RegisterGObject(gobj, RegisterOptions{InstanceName: "unclosed"}); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		waitFor(t, "the unreachable manager to be freed", func() bool { return gsttest.RefCount(gobj) == 1 })
+	})
+	if !strings.Contains(text, "a Go manager never closed: 1 live handles") || !strings.Contains(text, "GObject 'unclosed'") {
+		t.Fatalf("GCS_LEAKS=1 report of a manager never closed:\n%s", text)
+	}
+	gsttest.UnrefGObject(gobj)
+
+	t.Setenv("GCS_DEBUG", "state")
+	t.Setenv("GCS_LEAKS", "")
+	m2 := newTestManager(t, GCSafetyConfig{})
+	if !m2.logStateChanges || m2.env.stacks || m2.env.leaks {
+		t.Fatalf("GCS_DEBUG=state: %+v", m2.env)
+	}
+}
+
+// captureStderr is what the package writes to os.Stderr while fn runs.
+func captureStderr(t *testing.T, fn func()) (text string) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -140,29 +181,15 @@ func TestEnvironmentReachesGoManagers(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); out, _ = io.ReadAll(r) }()
-	closeErr := m.Close()
-	os.Stderr = stderr
-	w.Close()
-	wg.Wait()
-	if closeErr != nil {
-		t.Fatal(closeErr)
-	}
-	text := string(out)
-	if !strings.Contains(text, "gcsafety: leak: handle "+h.String()+" GObject 'leaked'") ||
-		!strings.Contains(text, "TestEnvironmentReachesGoManagers") {
-		t.Fatalf("GCS_LEAKS=1 report at Close:\n%s", text)
-	}
-	if gsttest.RefCount(gobj) != 1 {
-		t.Fatal("Close did not release the registration")
-	}
-	gsttest.UnrefGObject(gobj)
-
-	t.Setenv("GCS_DEBUG", "state")
-	t.Setenv("GCS_LEAKS", "")
-	m2 := newTestManager(t, GCSafetyConfig{})
-	if !m2.logStateChanges || m2.env.stacks || m2.env.leaks {
-		t.Fatalf("GCS_DEBUG=state: %+v", m2.env)
-	}
+	defer func() { // also when fn fails the test
+		os.Stderr = stderr
+		w.Close()
+		wg.Wait()
+		r.Close()
+		text = string(out)
+	}()
+	fn()
+	return ""
 }
 
 func TestUnregisterSyncWaitsForAccess(t *testing.T) {

@@ -101,6 +101,9 @@ func newManager(config GCSafetyConfig, memoryLimit uint64) *GCSafetyManager {
 		return m
 	}
 	m.c = manager
+	if env.leaks {
+		leakReports.Store(manager, true)
+	}
 	freeWhenUnreachable(m, manager)
 	return m
 }
@@ -231,8 +234,11 @@ func (m *GCSafetyManager) GetStats() Stats {
 func (m *GCSafetyManager) Close() error {
 	if m.env.leaks && !m.closed.Load() {
 		// GCS_LEAKS=1: the library reports its default manager's leaks at
-		// shutdown; a Go manager reports its own when it is closed.
-		m.WriteLeakReport(os.Stderr)
+		// shutdown; a Go manager reports its own when it is closed (or, if
+		// it never is, when the collector frees it: freeQueued).
+		if _, first := leakReports.LoadAndDelete(m.c); first {
+			m.WriteLeakReport(os.Stderr)
+		}
 	}
 	if !m.closed.CompareAndSwap(false, true) {
 		return m.closedErr
@@ -252,6 +258,11 @@ var freeing struct {
 	queue   []cManager
 	running bool
 }
+
+// leakReports holds the C managers created with GCS_LEAKS=1 whose leak
+// report is still to be written (at Close, or at the free of a manager
+// never closed).
+var leakReports sync.Map
 
 // freeLater queues c for gcs_manager_free.
 func freeLater(c cManager) {
@@ -276,6 +287,12 @@ func freeQueued() {
 		c := freeing.queue[n-1]
 		freeing.queue = freeing.queue[:n-1]
 		freeing.Unlock()
+		if _, unreported := leakReports.LoadAndDelete(c); unreported {
+			// GCS_LEAKS=1 and never closed: report before the free closes it.
+			if infos, r := liveHandles(c); r == resultOK {
+				writeLeakReport(os.Stderr, "a Go manager never closed", withStacks(infos))
+			}
+		}
 		freeCManager(c)
 	}
 }

@@ -267,7 +267,7 @@ func (m *GCSafetyManager) RegisterValue(obj any, opts RegisterOptions) (Handle, 
 	}
 	h, err := m.registerGoValue(obj, opts.TypeName, opts.InstanceName, sizeBytes(opts.Size))
 	if err == nil && m.captureStack(opts) {
-		m.recordStack(h)
+		recordStack(h)
 	}
 	return h, err
 }
@@ -317,7 +317,7 @@ func registerWith(m *GCSafetyManager, c cManager, kind cObjectKind, p uintptr, o
 		return 0, &registerError{what: fmt.Sprintf("%s %#x", what, p), result: r}
 	}
 	if capture {
-		recordStack(m, h)
+		recordStack(h)
 	}
 	return h, nil
 }
@@ -326,8 +326,6 @@ func registerWith(m *GCSafetyManager, c cManager, kind cObjectKind, p uintptr, o
 func (m *GCSafetyManager) captureStack(opts RegisterOptions) bool {
 	return opts.CaptureStack || m.env.stacks
 }
-
-func (m *GCSafetyManager) recordStack(h Handle) { recordStack(m, h) }
 
 // sizeBytes is a size in bytes, negative counting as 0.
 func sizeBytes(size int64) uint64 {
