@@ -110,7 +110,8 @@
 // GCS_DEBUG=state and GCS_DEBUG=finalizers turn on LogStateChanges and
 // LogFinalizers, GCS_DEBUG=stacks (or all) records the stack of every
 // registration, and GCS_LEAKS=1 makes Close write the manager's leak report to
-// stderr (the library writes the default manager's at Shutdown).
+// stderr, or the collector's free of a manager never closed (the library
+// writes the default manager's at Shutdown).
 //
 // # Go versions
 //
