@@ -397,3 +397,29 @@ func shutdownChild() {
 	}
 	os.Stdout.WriteString("shutdown child: ok\n")
 }
+
+func TestViewsReachTheManager(t *testing.T) {
+	mm := NewMemoryManager(MemoryManagerConfig{})
+	defer mm.Close()
+	h := mm.TrackObject(&payload{}, "Frame", 4096)
+	live, err := mm.GCSafety().LiveHandles()
+	if err != nil || len(live) != 1 || live[0].Handle != h || live[0].Size != 4096 {
+		t.Fatalf("MemoryManager: %v, %v", live, err)
+	}
+	if promValue(t, mm.GCSafety().Prometheus(), "gcs_tracked_bytes") != 4096 {
+		t.Fatal("tracked bytes")
+	}
+	lm := NewObjectLifecycleManager(ObjectLifecycleConfig{EnableValidation: true})
+	defer lm.Close()
+	e, watch := newElement(t)
+	hl, err := lm.RegisterObject(wrapGstElement(e), "", "decoder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := lm.GCSafety().Info(hl); err != nil || info.InstanceName != "decoder" || info.Kind != KindGstObject {
+		t.Fatalf("ObjectLifecycleManager: %+v, %v", info, err)
+	}
+	if err := lm.GCSafety().UnregisterSync(hl, -1); err != nil || !watch.Finalized() {
+		t.Fatalf("UnregisterSync: %v, finalized %v", err, watch.Finalized())
+	}
+}
