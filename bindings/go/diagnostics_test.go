@@ -351,8 +351,10 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("child did not finish:\n%s\n%s", stdout.String(), stderr.String())
 	}
 	// GCS_LEAKS=1: the library reported the default manager's live handle.
-	if !strings.Contains(stderr.String(), "'forgotten'") {
-		t.Fatalf("no leak report of the default manager on stderr:\n%s", stderr.String())
+	// CaptureStack reached the library (GCS_REGISTER_CAPTURE_STACK): its
+	// report shows where the handle was registered.
+	if !strings.Contains(stderr.String(), "'forgotten'") || !strings.Contains(stderr.String(), "registered at:") {
+		t.Fatalf("no leak report of the default manager, with its stack, on stderr:\n%s", stderr.String())
 	}
 }
 
@@ -370,7 +372,7 @@ func shutdownChild() {
 	}
 	d := gsttest.NewFakesink()
 	dwatch := gsttest.WatchObject(d)
-	hd, err := RegisterGObject(d, RegisterOptions{InstanceName: "forgotten"})
+	hd, err := RegisterGObject(d, RegisterOptions{InstanceName: "forgotten", CaptureStack: true})
 	if err != nil {
 		fail("%v", err)
 	}

@@ -41,9 +41,10 @@ type RegisterOptions struct {
 	// CaptureStack records the goroutine's stack at registration, reported
 	// by Info, LiveHandles and the leak report (it costs a few
 	// microseconds). GCS_DEBUG=stacks turns it on for every registration of
-	// the process's managers. The library is also asked to record its own
-	// backtrace (GCS_REGISTER_CAPTURE_STACK), printed in the C leak report of
-	// the default manager.
+	// the process's managers. For a registration with the library's default
+	// manager (the package-level RegisterGObject), the library is also asked
+	// to record its own backtrace (GCS_REGISTER_CAPTURE_STACK, tens of
+	// microseconds), printed in its GCS_LEAKS=1 report at Shutdown.
 	CaptureStack bool
 }
 
@@ -312,7 +313,10 @@ func registerWith(m *GCSafetyManager, c cManager, kind cObjectKind, p uintptr, o
 		return 0, fmt.Errorf("gcsafety: SetNullState is for GstElements, and %s is a %v", what, kind)
 	}
 	capture := opts.CaptureStack || (m != nil && m.captureStack(opts))
-	h, r := registerFull(c, kind, p, opts, capture)
+	// The library's own backtrace is printed only in its leak report of the
+	// default manager (GCS_LEAKS=1 at Shutdown); it costs tens of
+	// microseconds, so only the default manager's registrations ask for it.
+	h, r := registerFull(c, kind, p, opts, capture && m == nil)
 	if r != resultOK {
 		return 0, &registerError{what: fmt.Sprintf("%s %#x", what, p), result: r}
 	}
