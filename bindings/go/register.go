@@ -229,14 +229,30 @@ func (m *GCSafetyManager) Register(obj any, opts RegisterOptions) (Handle, error
 // refused before any reference is taken (GCS_ERROR_WRONG_TYPE); without it,
 // the caller vouches for it.
 func (m *GCSafetyManager) RegisterGObject(obj unsafe.Pointer, opts RegisterOptions) (Handle, error) {
-	kind := cKindGObject
-	switch {
-	case opts.Weak:
-		kind = cKindWeakGObject
-	case opts.SetNullState:
-		kind = cKindGstObject // the state change is for GstElements
+	kind, err := gobjectKind(uintptr(obj), opts)
+	if err != nil {
+		return 0, err
 	}
 	return m.registerC(kind, uintptr(obj), opts, "GObject")
+}
+
+// gobjectKind is the kind of a GObject registration with opts: weak, a
+// GstObject for SetNullState (which is for GstElements: checked here, as
+// the manager may not check GTypes), else any GObject.
+func gobjectKind(p uintptr, opts RegisterOptions) (cObjectKind, error) {
+	switch {
+	case opts.Weak:
+		return cKindWeakGObject, nil
+	case opts.SetNullState:
+		if p == 0 {
+			return 0, fmt.Errorf("gcsafety: cannot register a nil GObject")
+		}
+		if kind, r := objectKindOf(p); r != resultOK || kind != cKindGstObject {
+			return 0, fmt.Errorf("gcsafety: SetNullState is for GstElements, and the object %#x is not a GstObject", p)
+		}
+		return cKindGstObject, nil
+	}
+	return cKindGObject, nil
 }
 
 // RegisterMiniObject registers a GstMiniObject (GstBuffer, GstSample,
@@ -277,12 +293,9 @@ func (m *GCSafetyManager) RegisterValue(obj any, opts RegisterOptions) (Handle, 
 // as GCSafetyManager.RegisterGObject does (the default manager checks
 // GTypes unless configured otherwise from C).
 func RegisterGObject(obj unsafe.Pointer, opts RegisterOptions) (Handle, error) {
-	kind := cKindGObject
-	switch {
-	case opts.Weak:
-		kind = cKindWeakGObject
-	case opts.SetNullState:
-		kind = cKindGstObject
+	kind, err := gobjectKind(uintptr(obj), opts)
+	if err != nil {
+		return 0, err
 	}
 	return registerWith(nil, nil, kind, uintptr(obj), opts, "GObject")
 }
@@ -310,7 +323,7 @@ func registerWith(m *GCSafetyManager, c cManager, kind cObjectKind, p uintptr, o
 		return 0, fmt.Errorf("gcsafety: cannot register %s weakly: a GstMiniObject has no weak reference", what)
 	}
 	if opts.SetNullState && kind != cKindGstObject {
-		return 0, fmt.Errorf("gcsafety: SetNullState is for GstElements, and %s is a %v", what, kind)
+		return 0, fmt.Errorf("gcsafety: SetNullState is for GstElements, and %s is a %v", what, ObjectKind(kind))
 	}
 	capture := opts.CaptureStack || (m != nil && m.captureStack(opts))
 	// The library's own backtrace is printed only in its leak report of the

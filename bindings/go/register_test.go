@@ -273,8 +273,22 @@ func TestRegisterGObjectExplicit(t *testing.T) {
 	if _, err := m.RegisterMiniObject(buf, RegisterOptions{Weak: true}); err == nil {
 		t.Fatal("a weak mini object registration")
 	}
-	if _, err := m.RegisterGObject(gobj, RegisterOptions{SetNullState: true}); err == nil {
-		t.Fatal("SetNullState accepted for a plain GObject")
+	// SetNullState is for GstElements, checked whether the manager checks
+	// GTypes or not.
+	unchecked := newTestManager(t, GCSafetyConfig{})
+	for _, mm := range []*GCSafetyManager{m, unchecked} {
+		if _, err := mm.RegisterGObject(gobj, RegisterOptions{SetNullState: true}); err == nil || !strings.Contains(err.Error(), "not a GstObject") {
+			t.Fatalf("SetNullState for a plain GObject: %v", err)
+		}
+		if _, err := mm.Register(&gstBuffer{(*gsttest.CBuffer)(buf)}, RegisterOptions{SetNullState: true}); err == nil || !strings.Contains(err.Error(), "is a GstMiniObject") {
+			t.Fatalf("SetNullState for a buffer: %v", err)
+		}
+	}
+	if _, err := RegisterGObject(gobj, RegisterOptions{SetNullState: true}); err == nil {
+		t.Fatal("SetNullState for a plain GObject (default manager)")
+	}
+	if gsttest.RefCount(gobj) != 2 || gsttest.MiniRefCount(buf) != 2 {
+		t.Fatal("a refused registration took a reference")
 	}
 	for _, x := range []Handle{h, hb} {
 		if err := x.Unregister(); err != nil {
