@@ -6,30 +6,28 @@ import (
 	"unsafe"
 )
 
-// AccessAs runs fn with the C object of h, wrapped by wrap, while h is live:
-// Handle.Access with the object handed back as the binding's own type. wrap
-// is a function of the binding that makes a wrapper of a C pointer, for
-// go-gst v1 for instance
+// AccessAs runs fn with the C object of h, made into the binding's own type
+// by wrap, while h is live: Handle.Access with the object handed back as,
+// say, a go-gst *gst.Element. wrap is a function of the binding that wraps a
+// C pointer, for go-gst v1:
 //
-//	gcsafety.AccessAs(h, func(p unsafe.Pointer) *gst.Element {
-//		return gst.ToElement(glib.TransferNone(p)) // or FromGstElementUnsafeNone
-//	}, func(e *gst.Element) error {
+//	err := gcsafety.AccessAs(h, gst.FromGstElementUnsafeNone, func(e *gst.Element) error {
 //		return e.SetState(gst.StatePlaying)
 //	})
 //
-// and for gotk4, coreglib.Take(p) cast to the widget's type.
+// and for gotk4, func(p unsafe.Pointer) *gtk.Widget wrapping coreglib.Take(p).
 //
 // The wrapper is borrowed: the object is guaranteed alive only until fn
 // returns, so the wrapper must not escape fn (stored, sent on a channel,
-// captured by a goroutine) unless wrap took a reference of its own (go-gst's
-// FromGstElementUnsafeNone and gotk4's Take do, with a finalizer that drops
-// it; a wrapper that takes none, such as go-glib's ToGObject-based
-// constructors without a reference, is a dangling pointer once fn returns).
+// captured by a goroutine) unless wrap took a reference of its own, as
+// go-gst's FromGstElementUnsafeNone and gotk4's Take do (dropped by a
+// finalizer); a wrapper made without a reference dangles once fn returns.
 // An error returned by fn is returned unchanged; a panic in wrap or fn is
 // recovered, the handle invalidated and an error wrapping ErrPanic returned;
 // a refused handle gives an error wrapping ErrNotValid without calling
-// either. For a handle of a Go value (RegisterValue), use AccessValue: its
-// object is not a C pointer.
+// either. A weak handle's object is held for the duration of fn. For the
+// handle of a Go value (RegisterValue), use AccessValue: its object is not a
+// C pointer.
 func AccessAs[T any](h Handle, wrap func(obj unsafe.Pointer) T, fn func(T) error) error {
 	if wrap == nil || fn == nil {
 		return errNilFunc
