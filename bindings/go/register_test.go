@@ -76,6 +76,11 @@ type gotk4Value struct{ gvalue uintptr }
 
 func (v *gotk4Value) Native() uintptr { return v.gvalue }
 
+// An older go-glib: (*Object).Native() unsafe.Pointer.
+type oldGlibObject struct{ GObject unsafe.Pointer }
+
+func (v *oldGlibObject) Native() unsafe.Pointer { return v.GObject }
+
 // Values that look like wrappers but are not understood.
 type nativeString struct{}
 
@@ -149,6 +154,7 @@ func TestRegisterWrapperKinds(t *testing.T) {
 		{"gotk4 Object (Native)", &gotk4Object{box: uintptr(gobj)}, KindGObject, gobj},
 		{"gotk4 widget (promoted Native)", &gotk4Widget{gotk4InitiallyUnowned: gotk4InitiallyUnowned{&gotk4Object{box: uintptr(e)}}}, KindGstObject, e},
 		{"GstObject()", &element{e}, KindGstObject, e},
+		{"older go-glib Object (Native() unsafe.Pointer)", &oldGlibObject{gobj}, KindGObject, gobj},
 	}
 	var handles []Handle
 	for _, c := range cases {
@@ -171,10 +177,10 @@ func TestRegisterWrapperKinds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Each registration holds a reference: ours + 2 on the GObject, 3 on
+	// Each registration holds a reference: ours + 3 on the GObject, 3 on
 	// the element (the first sank the floating one), ours + 1 on the buffer.
-	if n := gsttest.RefCount(gobj); n != 3 {
-		t.Fatalf("GObject ref_count %d, want 3", n)
+	if n := gsttest.RefCount(gobj); n != 4 {
+		t.Fatalf("GObject ref_count %d, want 4", n)
 	}
 	if n := gsttest.RefCount(e); n != 3 {
 		t.Fatalf("element ref_count %d, want 3", n)
