@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"runtime"
 	"strconv"
@@ -315,7 +314,8 @@ func (e *shutdownError) Unwrap() error {
 // gcs_, and per-type series labelled type="...". The counts the Go side
 // keeps (access functions that failed or panicked, safe finalizers) are
 // included, so the text agrees with GetStats. "" if the library could not
-// render it.
+// render it. The package gcsafety.dev/gcsafety/metrics serves it over HTTP:
+// mux.Handle("/metrics", metrics.Handler(m.Prometheus)).
 func (m *GCSafetyManager) Prometheus() string {
 	if m.c == nil {
 		return ""
@@ -337,7 +337,7 @@ func (m *GCSafetyManager) Prometheus() string {
 }
 
 // Prometheus is the default manager's statistics in the Prometheus text
-// format, as GCSafetyManager.Prometheus.
+// format, as GCSafetyManager.Prometheus (served by metrics.Handler(Prometheus)).
 func Prometheus() string {
 	text, _ := prometheusText(nil)
 	return text
@@ -360,39 +360,6 @@ func addToCounters(text string, add map[string]uint64) string {
 		lines[i] = name + " " + strconv.FormatUint(n+extra, 10)
 	}
 	return strings.Join(lines, "\n")
-}
-
-// MetricsHandler serves the manager's Prometheus text (Prometheus) over
-// HTTP, with the content type of the text exposition format, for a
-// Prometheus scrape: mux.Handle("/metrics", m.MetricsHandler()).
-func (m *GCSafetyManager) MetricsHandler() http.Handler {
-	return metricsHandler(m.Prometheus)
-}
-
-// MetricsHandler serves the default manager's Prometheus text over HTTP.
-func MetricsHandler() http.Handler {
-	return metricsHandler(Prometheus)
-}
-
-func metricsHandler(text func() string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		body := text()
-		if body == "" {
-			http.Error(w, "gcsafety: the statistics could not be rendered", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		if r.Method == http.MethodHead {
-			return
-		}
-		io.WriteString(w, body)
-	})
 }
 
 // ----- registration stacks ----------------------------------------------------

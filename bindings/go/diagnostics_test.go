@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
@@ -277,7 +275,7 @@ func promValue(t *testing.T, text, name string) uint64 {
 	return 0
 }
 
-func TestPrometheusAndMetricsHandler(t *testing.T) {
+func TestPrometheus(t *testing.T) {
 	m := newTestManager(t, safeConfig())
 	h, err := m.RegisterValue(&payload{}, RegisterOptions{TypeName: "Camera", Size: 512})
 	if err != nil {
@@ -311,25 +309,6 @@ func TestPrometheusAndMetricsHandler(t *testing.T) {
 		t.Fatalf("no per-type series:\n%s", text)
 	}
 
-	rec := httptest.NewRecorder()
-	m.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/plain; version=0.0.4") {
-		t.Fatalf("GET: %d %q", rec.Code, rec.Header().Get("Content-Type"))
-	}
-	if body := rec.Body.String(); body != m.Prometheus() {
-		t.Fatalf("body differs from Prometheus():\n%s", body)
-	}
-	rec = httptest.NewRecorder()
-	m.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/metrics", nil))
-	if rec.Code != http.StatusMethodNotAllowed {
-		t.Fatalf("POST: %d", rec.Code)
-	}
-	// The default manager's, through the package functions.
-	rec = httptest.NewRecorder()
-	MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "gcs_registrations_total ") {
-		t.Fatalf("default manager: %d %s", rec.Code, rec.Body.String())
-	}
 	m.UnregisterObject(h)
 }
 

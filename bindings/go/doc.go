@@ -101,8 +101,9 @@
 // Handle.Info describes a handle (state, kind, names, accesses in flight,
 // age); LiveHandles lists a manager's unreleased registrations, oldest first,
 // with the registration stack of those that recorded one, and WriteLeakReport
-// prints them; Prometheus and MetricsHandler export the statistics in the
-// Prometheus text format; UnregisterSync waits for a release; Shutdown ends
+// prints them; Prometheus exports the statistics in the Prometheus text
+// format (served over HTTP by the package gcsafety.dev/gcsafety/metrics,
+// kept apart so that gcsafety does not link net/http); UnregisterSync waits for a release; Shutdown ends
 // the library's state at the end of a program.
 //
 // The library applies its environment switches to its default manager only;

@@ -10,9 +10,6 @@ package gcsafety_test
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"time"
 	"unsafe"
@@ -203,35 +200,6 @@ func ExampleHandle_Info() {
 	// Output:
 	// GstMiniObject GstBuffer 1024 live
 	// released
-}
-
-// Serve the manager's statistics to Prometheus.
-func ExampleGCSafetyManager_MetricsHandler() {
-	gsm := gcsafety.NewGCSafetyManager(gcsafety.GCSafetyConfig{EnableStateChecking: true})
-	defer gsm.Close()
-	id, _ := gsm.Register(newElement("fakesink"), gcsafety.RegisterOptions{})
-	defer gsm.UnregisterObject(id)
-
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", gsm.MetricsHandler())
-	server := httptest.NewServer(mux) // http.ListenAndServe(":9090", mux) in a program
-	defer server.Close()
-
-	resp, err := http.Get(server.URL + "/metrics")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, "gcs_registrations_total ") || strings.HasPrefix(line, "gcs_type_live_handles{") {
-			fmt.Println(line)
-		}
-	}
-	// Output:
-	// gcs_registrations_total 1
-	// gcs_type_live_handles{type="GstFakeSink"} 1
 }
 
 // At the end of a program: close every manager, release what is still

@@ -53,7 +53,7 @@ func (m *ObjectLifecycleManager) Close() error {
 
 // GCSafety is the manager underneath, for the rest of the API: Register
 // with RegisterOptions, Info, LiveHandles, WriteLeakReport, UnregisterSync,
-// Prometheus, MetricsHandler. Its registrations and statistics are m's.
+// Prometheus. Its registrations and statistics are m's.
 func (m *ObjectLifecycleManager) GCSafety() *GCSafetyManager {
 	return m.core
 }

@@ -73,7 +73,7 @@ func (m *MemoryManager) Close() error {
 
 // GCSafety is the manager underneath, for the rest of the API: Register
 // with RegisterOptions, Info, LiveHandles, WriteLeakReport, UnregisterSync,
-// Prometheus, MetricsHandler. Its registrations and statistics are m's.
+// Prometheus. Its registrations and statistics are m's.
 func (m *MemoryManager) GCSafety() *GCSafetyManager {
 	return m.core
 }
