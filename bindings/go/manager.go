@@ -47,7 +47,8 @@ type GCSafetyConfig struct {
 }
 
 // GCSafetyManager tracks objects by handle, in its own C GcsManager (its
-// configuration and statistics): C objects (GstObjects, GstMiniObjects)
+// configuration and statistics): C objects (GstObjects, other GObjects,
+// GstMiniObjects, given as pointers or as a Go binding's wrappers)
 // whose reference the registration holds, and Go values it keeps alive. All
 // methods are safe for concurrent use, and none crashes on a bad handle, a
 // closed manager or a double unregister: they return an error.
