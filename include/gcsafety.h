@@ -910,6 +910,19 @@ GcsResult gcs_invalidate(GcsHandle handle);
 GcsResult gcs_get_info(GcsHandle handle, struct GcsHandleInfo *info_out);
 
 /**
+ * The kind to register `object` with: GCS_KIND_GST_OBJECT for a GstObject,
+ * GCS_KIND_GOBJECT for any other GObject, GCS_KIND_MINI_OBJECT for a
+ * GstMiniObject, found from its GType with the checks of
+ * `enable_state_checking`. For bindings whose wrappers give a pointer of
+ * unknown type. GCS_ERROR_NULL_ARGUMENT for NULL, GCS_ERROR_WRONG_TYPE for
+ * anything else (a GTypeInstance that is not a GObject, or memory of neither
+ * shape, as far as it can be told). `object` must point at a live
+ * GTypeInstance or GstMiniObject (transfer none: no reference is taken).
+ * `*kind_out` is written only on success.
+ */
+GcsResult gcs_object_kind(void *object, GcsObjectKind *kind_out);
+
+/**
  * Create a manager with its own configuration (NULL = the defaults) and
  * statistics. `config` is read during the call only. On success
  * `*manager_out` owns the manager: free it with `gcs_manager_free`. The

@@ -445,6 +445,52 @@ pub(crate) unsafe fn validate(
     }
 }
 
+/// The kind a registration of `object` should have: [`Kind::GstObject`] for
+/// a `GstObject`, [`Kind::GObject`] for any other `GObject`,
+/// [`Kind::MiniObject`] for a `GstMiniObject`; `WrongType` for anything else
+/// (a `GTypeInstance` that is not a `GObject`, memory of neither shape).
+/// Bindings use it to register the object behind a wrapper they cannot type.
+///
+/// # Safety
+/// `object` must point at a live `GTypeInstance` or `GstMiniObject` (as for
+/// a registration with state checking).
+pub(crate) unsafe fn kind_of(object: NonNull<c_void>) -> Result<Kind, Error> {
+    // SAFETY: forwarded precondition.
+    match unsafe { shape_of(object) } {
+        Some(Shape::MiniObject(_)) => Ok(Kind::MiniObject),
+        Some(Shape::Instance(gtype)) => {
+            // SAFETY: gst_object_get_type has no precondition; `gtype` is a
+            // registered type (its class exists).
+            let (is_gst_object, is_gobject) = unsafe {
+                (
+                    gobject_sys::g_type_is_a(gtype, gst_sys::gst_object_get_type()) != 0,
+                    gobject_sys::g_type_is_a(gtype, gobject_sys::G_TYPE_OBJECT) != 0,
+                )
+            };
+            if is_gst_object {
+                Ok(Kind::GstObject)
+            } else if is_gobject {
+                Ok(Kind::GObject)
+            } else {
+                Err(Error::new(
+                    ErrorCode::WrongType,
+                    format!(
+                        "object {:p} is a {}, a GTypeInstance that is not a GObject",
+                        object,
+                        type_name_of(gtype)
+                    ),
+                ))
+            }
+        }
+        None => Err(Error::new(
+            ErrorCode::WrongType,
+            format!(
+                "object {object:p} is neither a GTypeInstance nor a GstMiniObject known to GLib"
+            ),
+        )),
+    }
+}
+
 /// Take the registration's reference: sink a floating reference, else add
 /// one; for a weak kind, initialise a `GWeakRef`.
 ///

@@ -27,10 +27,23 @@
 //
 // # C objects and Go values
 //
-// An unsafe.Pointer, or a value with a GstObject() unsafe.Pointer method,
-// registers that GstObject: the registration holds its own reference
-// (sinking a floating one) and drops it exactly once, at release. A value
-// with a GstMiniObject() unsafe.Pointer method registers a GstMiniObject.
+// An unsafe.Pointer registers that GstObject: the registration holds its own
+// reference (sinking a floating one) and drops it exactly once, at release.
+// The wrapper of a Go GObject binding registers its C object the same way:
+// GCSafetyManager.Register recognises go-glib v1's Unsafe() unsafe.Pointer
+// (embedded in every go-gst v1 object), gotk4's and gotk3's Native() uintptr,
+// GstObject() and GstMiniObject() unsafe.Pointer, and a pointer-typed
+// Instance() (go-gst v1 elements and mini objects), and reads the object's
+// kind from its GType (gcs_object_kind): a GstObject, another GObject (a GTK
+// widget) or a GstMiniObject. A value with one of these methods whose C object
+// cannot be found is refused with an error wrapping ErrNotUnderstood, never
+// registered as a Go value, which would guard nothing. RegisterGObject,
+// RegisterMiniObject and RegisterValue say what is registered without any
+// guessing. RegisterOptions carries the type and instance names, the size,
+// SetNullState (a GstElement is set to GST_STATE_NULL before the final unref),
+// Weak (a GWeakRef instead of a reference) and CaptureStack. AccessAs hands
+// the object back inside an access as the binding's type, AccessValue a Go
+// value.
 //
 // Any other value is a Go value. The package keeps it in a runtime/cgo.Handle
 // whose number is the object of a GCS_KIND_POINTER registration, made a
@@ -83,9 +96,28 @@
 // collection, so the finalizers of unreachable Go wrappers release C memory
 // the Go collector cannot see.
 //
+// # Diagnostics
+//
+// Handle.Info describes a handle (state, kind, names, accesses in flight,
+// age); LiveHandles lists a manager's unreleased registrations, oldest first,
+// with the registration stack of those that recorded one, and WriteLeakReport
+// prints them; Prometheus exports the statistics in the Prometheus text
+// format (served over HTTP by the package gcsafety.dev/gcsafety/metrics,
+// kept apart so that gcsafety does not link net/http); UnregisterSync waits for a release; Shutdown ends
+// the library's state at the end of a program.
+//
+// The library applies its environment switches to its default manager only;
+// the package applies them to every manager it creates too, read at creation:
+// GCS_DEBUG=state and GCS_DEBUG=finalizers turn on LogStateChanges and
+// LogFinalizers, GCS_DEBUG=stacks (or all) records the stack of every
+// registration, and GCS_LEAKS=1 makes Close write the manager's leak report to
+// stderr, or the collector's free of a manager never closed (the library
+// writes the default manager's at Shutdown).
+//
 // # Go versions
 //
 // The module says go 1.19 (Debian stable's Go) and builds with every later
 // release; the only difference is the runtime.AddCleanup / SetFinalizer
-// choice above, made by build tags.
+// choice above, made by build tags. AccessAs and AccessValue are generic
+// functions, which Go 1.18 and later have.
 package gcsafety

@@ -48,6 +48,7 @@ const (
 	opUnregister = "unregister"
 	opInvalidate = "invalidate"
 	opCleanup    = "add a cleanup to"
+	opInfo       = "describe"
 )
 
 // handleError is a call on a handle that the library refused. Its message
@@ -77,6 +78,8 @@ func (e *handleError) Unwrap() error {
 		return ErrInvalidHandle
 	case resultShutDown:
 		return ErrClosed
+	case resultTimeout:
+		return ErrTimeout
 	}
 	return nil
 }

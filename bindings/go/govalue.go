@@ -37,14 +37,19 @@ type valueIndex struct {
 
 // newCgoHandle makes a cgo.Handle for one of m's values or cleanups;
 // m.cgoHandles counts them, so tests check that each is deleted once.
+// m is nil for a cleanup on a handle of the default manager.
 func newCgoHandle(m *GCSafetyManager, v any) cgo.Handle {
-	m.cgoHandles.Add(1)
+	if m != nil {
+		m.cgoHandles.Add(1)
+	}
 	return cgo.NewHandle(v)
 }
 
 func deleteCgoHandle(m *GCSafetyManager, h cgo.Handle) {
 	h.Delete()
-	m.cgoHandles.Add(-1)
+	if m != nil {
+		m.cgoHandles.Add(-1)
+	}
 }
 
 func (m *GCSafetyManager) registerGoValue(obj any, typeName, instanceName string, size uint64) (Handle, error) {
@@ -187,7 +192,7 @@ func runCleanup(callback uintptr) (ok bool) {
 	}
 	deleteCgoHandle(cb.manager, ch)
 	if panicked, value := callRecovered(cb.fn); panicked {
-		if cb.manager.logStateChanges {
+		if cb.manager != nil && cb.manager.logStateChanges {
 			log.Printf("gcsafety: cleanup of object %v panicked: %v", cb.handle, value)
 		}
 		return false

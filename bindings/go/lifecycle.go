@@ -50,3 +50,10 @@ func (m *ObjectLifecycleManager) GetStats() Stats {
 func (m *ObjectLifecycleManager) Close() error {
 	return m.core.Close()
 }
+
+// GCSafety is the manager underneath, for the rest of the API: Register
+// with RegisterOptions, Info, LiveHandles, WriteLeakReport, UnregisterSync,
+// Prometheus. Its registrations and statistics are m's.
+func (m *ObjectLifecycleManager) GCSafety() *GCSafetyManager {
+	return m.core
+}

@@ -2,11 +2,11 @@ package gcsafety
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 )
 
 // GCSafetyConfig configures a GCSafetyManager. Zero durations and a zero
@@ -47,7 +47,8 @@ type GCSafetyConfig struct {
 }
 
 // GCSafetyManager tracks objects by handle, in its own C GcsManager (its
-// configuration and statistics): C objects (GstObjects, GstMiniObjects)
+// configuration and statistics): C objects (GstObjects, other GObjects,
+// GstMiniObjects, given as pointers or as a Go binding's wrappers)
 // whose reference the registration holds, and Go values it keeps alive. All
 // methods are safe for concurrent use, and none crashes on a bad handle, a
 // closed manager or a double unregister: they return an error.
@@ -70,6 +71,7 @@ type GCSafetyManager struct {
 	logFinalizers       bool
 	logStateChanges     bool
 
+	env         envFlags // GCS_DEBUG, GCS_LEAKS at creation
 	values      valueIndex
 	finalizerMu sync.Mutex // serialises SetSafeFinalizer
 	counters    goCounters
@@ -87,8 +89,11 @@ func NewGCSafetyManager(config GCSafetyConfig) *GCSafetyManager {
 }
 
 func newManager(config GCSafetyConfig, memoryLimit uint64) *GCSafetyManager {
+	env := readEnv()
+	config.LogStateChanges = config.LogStateChanges || env.logState
+	config.LogFinalizers = config.LogFinalizers || env.logFinalizers
 	c := config.cConfig(memoryLimit)
-	m := &GCSafetyManager{closedErr: errClosed, logStateChanges: config.LogStateChanges}
+	m := &GCSafetyManager{closedErr: errClosed, logStateChanges: config.LogStateChanges, env: env}
 	m.finalizerTimeout, m.maxFinalizerRetries, m.finalizerSafety, m.logFinalizers = finalizerSettings(c)
 	manager, r := newCManager(c)
 	if r != resultOK {
@@ -97,54 +102,36 @@ func newManager(config GCSafetyConfig, memoryLimit uint64) *GCSafetyManager {
 		return m
 	}
 	m.c = manager
+	if env.leaks {
+		leakReports.Store(manager, true)
+	}
 	freeWhenUnreachable(m, manager)
 	return m
 }
 
-// RegisterObject registers obj and returns its handle.
+// RegisterObject registers obj and returns its handle; typeName may be ""
+// (the GType name, or the Go type, is used). It is Register with only a type
+// name:
 //
-// An unsafe.Pointer, or a value with a method GstObject() unsafe.Pointer (a
-// binding's wrapper), registers that C GstObject (GCS_KIND_GST_OBJECT): the
+// An unsafe.Pointer registers that C GstObject (GCS_KIND_GST_OBJECT): the
 // registration sinks a floating reference or adds one, and drops it when the
-// handle is released. A value with a method GstMiniObject() unsafe.Pointer
-// registers a GstMiniObject likewise (GCS_KIND_MINI_OBJECT).
+// handle is released. The wrapper of a Go GObject binding (a go-gst or
+// go-glib object with Unsafe() unsafe.Pointer, a gotk4 object with Native()
+// uintptr, a value with GstObject() unsafe.Pointer, GstMiniObject()
+// unsafe.Pointer or a pointer-typed Instance()) registers its C object
+// likewise, of the kind its GType says (GstObject, GObject, GstMiniObject);
+// one whose C object cannot be found is refused with an error wrapping
+// ErrNotUnderstood.
 //
 // Any other value is a Go value: the manager keeps it alive until the handle
 // is released, through a runtime/cgo.Handle that is the GCS_KIND_POINTER
 // object of the registration (unless SetSafeFinalizer is called on it).
-// typeName may be "": the GType name, or the Go type, is used.
 func (m *GCSafetyManager) RegisterObject(obj any, typeName string) (Handle, error) {
 	return m.register(obj, typeName, "", 0)
 }
 
 func (m *GCSafetyManager) register(obj any, typeName, instanceName string, size uint64) (Handle, error) {
-	if obj == nil {
-		return 0, fmt.Errorf("gcsafety: cannot register a nil value")
-	}
-	if err := checkNames(typeName, instanceName); err != nil {
-		return 0, err
-	}
-	if m.closed.Load() {
-		return 0, m.closedErr
-	}
-	switch o := obj.(type) {
-	case unsafe.Pointer:
-		return m.registerC(kindGstObject, o, typeName, instanceName, size)
-	case interface{ GstObject() unsafe.Pointer }:
-		return m.registerC(kindGstObject, o.GstObject(), typeName, instanceName, size)
-	case interface{ GstMiniObject() unsafe.Pointer }:
-		return m.registerC(kindMiniObject, o.GstMiniObject(), typeName, instanceName, size)
-	}
-	return m.registerGoValue(obj, typeName, instanceName, size)
-}
-
-func (m *GCSafetyManager) registerC(kind objectKind, obj unsafe.Pointer, typeName, instanceName string, size uint64) (Handle, error) {
-	h, r := registerC(m.c, kind.c(), obj, typeName, instanceName, size)
-	runtime.KeepAlive(m) // m.c is freed once m is unreachable
-	if r != resultOK {
-		return 0, &registerError{what: fmt.Sprintf("%s %p", kind, obj), result: r}
-	}
-	return h, nil
+	return m.Register(obj, RegisterOptions{TypeName: typeName, InstanceName: instanceName, Size: int64(size)})
 }
 
 // SafeAccess runs fn while the object of id is live, inside an access of id:
@@ -253,6 +240,14 @@ func (m *GCSafetyManager) GetStats() Stats {
 // Calling Close again returns ErrClosed. The C manager is freed
 // (gcs_manager_free) once m is unreachable; GetStats works until then.
 func (m *GCSafetyManager) Close() error {
+	if m.env.leaks && !m.closed.Load() {
+		// GCS_LEAKS=1: the library reports its default manager's leaks at
+		// shutdown; a Go manager reports its own when it is closed (or, if
+		// it never is, when the collector frees it: freeQueued).
+		if _, first := leakReports.LoadAndDelete(m.c); first {
+			m.WriteLeakReport(os.Stderr)
+		}
+	}
 	if !m.closed.CompareAndSwap(false, true) {
 		return m.closedErr
 	}
@@ -271,6 +266,11 @@ var freeing struct {
 	queue   []cManager
 	running bool
 }
+
+// leakReports holds the C managers created with GCS_LEAKS=1 whose leak
+// report is still to be written (at Close, or at the free of a manager
+// never closed).
+var leakReports sync.Map
 
 // freeLater queues c for gcs_manager_free.
 func freeLater(c cManager) {
@@ -295,6 +295,12 @@ func freeQueued() {
 		c := freeing.queue[n-1]
 		freeing.queue = freeing.queue[:n-1]
 		freeing.Unlock()
+		if _, unreported := leakReports.LoadAndDelete(c); unreported {
+			// GCS_LEAKS=1 and never closed: report before the free closes it.
+			if infos, r := liveHandles(c); r == resultOK {
+				writeLeakReport(os.Stderr, "a Go manager never closed", withStacks(infos))
+			}
+		}
 		freeCManager(c)
 	}
 }

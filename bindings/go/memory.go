@@ -70,3 +70,10 @@ func (m *MemoryManager) GetStats() Stats {
 func (m *MemoryManager) Close() error {
 	return m.core.Close()
 }
+
+// GCSafety is the manager underneath, for the rest of the API: Register
+// with RegisterOptions, Info, LiveHandles, WriteLeakReport, UnregisterSync,
+// Prometheus. Its registrations and statistics are m's.
+func (m *MemoryManager) GCSafety() *GCSafetyManager {
+	return m.core
+}

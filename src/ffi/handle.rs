@@ -435,3 +435,34 @@ pub(crate) fn handle_info_to_c(
         released_ms_ago: info.released_ms_ago,
     }
 }
+
+/// The kind to register `object` with: GCS_KIND_GST_OBJECT for a GstObject,
+/// GCS_KIND_GOBJECT for any other GObject, GCS_KIND_MINI_OBJECT for a
+/// GstMiniObject, found from its GType with the checks of
+/// `enable_state_checking`. For bindings whose wrappers give a pointer of
+/// unknown type. GCS_ERROR_NULL_ARGUMENT for NULL, GCS_ERROR_WRONG_TYPE for
+/// anything else (a GTypeInstance that is not a GObject, or memory of neither
+/// shape, as far as it can be told). `object` must point at a live
+/// GTypeInstance or GstMiniObject (transfer none: no reference is taken).
+/// `*kind_out` is written only on success.
+#[unsafe(no_mangle)]
+pub extern "C" fn gcs_object_kind(object: *mut c_void, kind_out: *mut GcsObjectKind) -> GcsResult {
+    ffi_result!({
+        if kind_out.is_null() {
+            return Err(Error::new(
+                ErrorCode::NullArgument,
+                "gcs_object_kind: kind_out is NULL",
+            ));
+        }
+        let Some(object) = core::ptr::NonNull::new(object) else {
+            return Err(Error::new(
+                ErrorCode::NullArgument,
+                "gcs_object_kind: object is NULL",
+            ));
+        };
+        // SAFETY: the ABI requires a live GTypeInstance or GstMiniObject.
+        let kind = unsafe { crate::object::kind_of(object) }?;
+        write_out(kind_out, kind.into());
+        Ok(())
+    })
+}

@@ -82,6 +82,61 @@ static GstTestWatch *gsttest_watch_mini(void *mini_object) {
 
 static void gsttest_noop(void) {
 }
+
+// A plain GObject (not a GstObject), with one (non-floating) reference.
+static void *gsttest_gobject(void) {
+	return g_object_new(G_TYPE_OBJECT, NULL);
+}
+
+static void gsttest_gobject_unref(void *object) {
+	g_object_unref(object);
+}
+
+// A GValue holding an int (a GLib struct that is neither a GTypeInstance
+// nor a GstMiniObject: its first word is a fundamental GType). Never freed.
+static void *gsttest_int_value(void) {
+	GValue *value = g_new0(GValue, 1);
+	g_value_init(value, G_TYPE_INT);
+	g_value_set_int(value, 42);
+	return value;
+}
+
+static int gsttest_set_state(void *element, int state) {
+	return gst_element_set_state(element, (GstState)state);
+}
+
+static int gsttest_state(void *element) {
+	return GST_STATE(element);
+}
+
+// A weak reference that records the element's state when its last
+// reference is dropped (GObject notifies weak references during dispose,
+// before GstElement's own dispose checks the state).
+typedef struct {
+	int finalized;
+	int state;
+} GstTestStateWatch;
+
+static void gsttest_state_notify(gpointer data, GObject *where_the_object_was) {
+	GstTestStateWatch *watch = data;
+	__atomic_store_n(&watch->state, GST_STATE(where_the_object_was), __ATOMIC_SEQ_CST);
+	__atomic_store_n(&watch->finalized, 1, __ATOMIC_SEQ_CST);
+}
+
+static GstTestStateWatch *gsttest_watch_state(void *element) {
+	GstTestStateWatch *watch = g_new0(GstTestStateWatch, 1);
+	watch->state = -1;
+	g_object_weak_ref(element, gsttest_state_notify, watch);
+	return watch;
+}
+
+static int gsttest_state_watch_finalized(GstTestStateWatch *watch) {
+	return __atomic_load_n(&watch->finalized, __ATOMIC_SEQ_CST);
+}
+
+static int gsttest_state_watch_state(GstTestStateWatch *watch) {
+	return __atomic_load_n(&watch->state, __ATOMIC_SEQ_CST);
+}
 */
 import "C"
 
@@ -165,3 +220,62 @@ func (w Watch) Finalized() bool {
 
 // Noop is an empty cgo call: the floor of any call into C.
 func Noop() { C.gsttest_noop() }
+
+// CElement is C's GstElement: the type go-gst's Instance() methods return
+// a pointer to (*C.GstElement), for test wrappers with that method set.
+type CElement = C.GstElement
+
+// CBuffer is C's GstBuffer (go-gst's (*Buffer).Instance() *C.GstBuffer).
+type CBuffer = C.GstBuffer
+
+// NewGObject makes a plain GObject (G_TYPE_OBJECT, not a GstObject) with
+// one reference, which the caller owns.
+func NewGObject() unsafe.Pointer {
+	Init()
+	return C.gsttest_gobject()
+}
+
+// UnrefGObject drops a reference to a GObject.
+func UnrefGObject(object unsafe.Pointer) { C.gsttest_gobject_unref(object) }
+
+// NewIntValue is a GValue holding an int: C memory that is not an object.
+func NewIntValue() unsafe.Pointer {
+	Init()
+	return C.gsttest_int_value()
+}
+
+// GStreamer's element states (GstState).
+const (
+	StateNull    = int(C.GST_STATE_NULL)
+	StateReady   = int(C.GST_STATE_READY)
+	StatePaused  = int(C.GST_STATE_PAUSED)
+	StatePlaying = int(C.GST_STATE_PLAYING)
+)
+
+// SetState is gst_element_set_state; it returns the GstStateChangeReturn.
+func SetState(element unsafe.Pointer, state int) int {
+	return int(C.gsttest_set_state(element, C.int(state)))
+}
+
+// StateChangeSuccess is GST_STATE_CHANGE_SUCCESS.
+const StateChangeSuccess = int(C.GST_STATE_CHANGE_SUCCESS)
+
+// State is GST_STATE(element), its current state.
+func State(element unsafe.Pointer) int { return int(C.gsttest_state(element)) }
+
+// StateWatch records an element's state when it is disposed of.
+type StateWatch struct {
+	w *C.GstTestStateWatch
+}
+
+// WatchState watches an element's disposal and its state then.
+func WatchState(element unsafe.Pointer) StateWatch {
+	return StateWatch{C.gsttest_watch_state(element)}
+}
+
+// Finalized reports whether the element's last reference is gone.
+func (w StateWatch) Finalized() bool { return C.gsttest_state_watch_finalized(w.w) != 0 }
+
+// StateAtDispose is the element's state when its last reference was
+// dropped (-1 before).
+func (w StateWatch) StateAtDispose() int { return int(C.gsttest_state_watch_state(w.w)) }
