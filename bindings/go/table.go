@@ -163,8 +163,15 @@ func fastEnd(h Handle) bool {
 	}
 }
 
-// fastPathEnabled reports whether accesses take the fast path (for tests
-// and diagnostics).
-func fastPathEnabled() bool {
+// FastPathEnabled reports whether accesses (SafeAccess, Handle.Access and
+// the helpers built on them) begin and end on the library's table with
+// sync/atomic, with no cgo call on their success path. Such accesses are
+// not counted in Stats.AccessOk (refusals are counted in AccessRejected).
+// It is false when the library was loaded with GCS_INLINE=0, or publishes a
+// table layout this package does not know: every access then goes through
+// the library, and is counted.
+func FastPathEnabled() bool {
 	return fastTable != nil
 }
+
+func fastPathEnabled() bool { return FastPathEnabled() }
