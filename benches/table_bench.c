@@ -333,6 +333,7 @@ typedef struct
 {
   long iterations;
   double ns_per_pair;
+  double on_cpu;
   pthread_barrier_t *start;
 } RegisterJob;
 
@@ -342,15 +343,18 @@ register_thread (void *data)
   RegisterJob *job = data;
   char object[8];
   pthread_barrier_wait (job->start);
+  double cpu0 = thread_cpu_ns ();
   double t0 = now_ns ();
   for (long i = 0; i < job->iterations; i++)
     gcs_unregister (register_pointer (object));
-  job->ns_per_pair = (now_ns () - t0) / job->iterations;
+  double wall = now_ns () - t0;
+  job->on_cpu = (thread_cpu_ns () - cpu0) / wall;
+  job->ns_per_pair = wall / job->iterations;
   return NULL;
 }
 
 static double
-register_sample (int threads, long iterations)
+register_sample (int threads, long iterations, double *on_cpu)
 {
   RegisterJob jobs[2];
   pthread_t ids[2];
@@ -361,11 +365,13 @@ register_sample (int threads, long iterations)
     jobs[t].start = &start;
     pthread_create (&ids[t], NULL, register_thread, &jobs[t]);
   }
-  double sum = 0;
+  double sum = 0, cpu = 0;
   for (int t = 0; t < threads; t++) {
     pthread_join (ids[t], NULL);
     sum += jobs[t].ns_per_pair;
+    cpu += jobs[t].on_cpu;
   }
+  *on_cpu = cpu / threads;
   pthread_barrier_destroy (&start);
   return sum / threads;
 }
@@ -532,14 +538,17 @@ main (int argc, char **argv)
       rss_per_handle);
 
   const long pairs = 500000;
-  double reg[2][64];
+  double reg[2][64], reg_cpu[2][64];
   for (int r = 0; r < repeats; r++)
     for (int threads = 1; threads <= 2; threads++)
-      reg[threads - 1][r] = register_sample (threads, pairs);
+      reg[threads - 1][r] = register_sample (threads, pairs, &reg_cpu[threads - 1][r]);
   double reg1 = median (reg[0], repeats), reg2 = median (reg[1], repeats);
+  double reg_cpu1 = median (reg_cpu[0], repeats), reg_cpu2 = median (reg_cpu[1], repeats);
   printf ("\n### Register + unregister, POINTER (median of %d runs of %ld pairs per thread)\n\n",
       repeats, pairs);
-  printf ("| threads | ns per pair |\n|---|---|\n| 1 | %.1f |\n| 2, own objects | %.1f |\n", reg1, reg2);
+  printf ("| threads | ns per pair | share of wall time on a CPU |\n|---|---|---|\n"
+      "| 1 | %.1f | %.0f%% |\n| 2, own objects | %.1f | %.0f%% |\n", reg1, 100 * reg_cpu1, reg2,
+      100 * reg_cpu2);
 
   printf ("\n### Targets (ratios of medians of this run)\n\n| measure | measured | target | |\n|---|---|---|---|\n");
   target ("safe_access_inline_1_thread", "`gcs_safe_access_inline` ÷ floor, 1 thread",
@@ -598,7 +607,9 @@ main (int argc, char **argv)
     fprintf (f, "  },\n  \"memory\": {\"bytes_per_live_handle\": %.1f, \"live_handles\": 1000000},\n",
         rss_per_handle);
     fprintf (f, "  \"register_unregister\": {\"what\": \"ns per POINTER register + unregister pair, per thread\", "
-        "\"pairs_per_thread\": %ld, \"1_thread\": %.3f, \"2_threads_own_objects\": %.3f},\n", pairs, reg1, reg2);
+        "\"pairs_per_thread\": %ld, \"1_thread\": %.3f, \"2_threads_own_objects\": %.3f, "
+        "\"on_cpu_share\": {\"1_thread\": %.3f, \"2_threads_own_objects\": %.3f}},\n", pairs, reg1,
+        reg2, reg_cpu1, reg_cpu2);
     fprintf (f, "  \"targets\": [\n");
     for (int t = 0; t < target_count; t++) {
       fprintf (f, "    {\"key\": \"%s\", \"measure\": ", targets[t].key);
