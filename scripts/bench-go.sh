@@ -220,8 +220,8 @@ if json_path:
                     for key, what, value, limit in TARGETS],
         "ns_per_op_as_reported": {f"{name}-{procs}": statistics.median(values)
                                   for (name, procs), values in sorted(samples.items())},
-        "samples_per_benchmark": {f"{name}-{procs}": len(values)
-                                  for (name, procs), values in sorted(samples.items())},
+        "ns_per_op_samples": {f"{name}-{procs}": values
+                              for (name, procs), values in sorted(samples.items())},
     }
     Path(json_path).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 EOF
