@@ -294,19 +294,16 @@ fn callers_frames(backtrace: &Backtrace) -> String {
 
 // ----- checkpoints ------------------------------------------------------------------
 
-static SERIAL: AtomicU64 = AtomicU64::new(0);
+/// The registration sequence (`clock::sequence`) at the last checkpoint: a
+/// registration is after it if its sequence is greater. Sequences are
+/// monotonic-clock nanoseconds, strictly increasing per thread, so a
+/// checkpoint costs registrations nothing (no shared counter).
 static CHECKPOINT: AtomicU64 = AtomicU64::new(0);
-
-/// The next registration's place in the process-wide order (from 1).
-pub(crate) fn next_serial() -> u64 {
-    // Relaxed: a unique number; ordering against the checkpoint is by value.
-    SERIAL.fetch_add(1, Ordering::Relaxed) + 1
-}
 
 /// Start a leak checkpoint: [`live_handles`] with `since_checkpoint` then
 /// reports only registrations made after this call.
 pub fn leaks_checkpoint() {
-    CHECKPOINT.store(SERIAL.load(Ordering::Relaxed), Ordering::Relaxed);
+    CHECKPOINT.store(crate::clock::sequence(), Ordering::Relaxed);
 }
 
 // ----- the live-handle report -------------------------------------------------------------
@@ -336,7 +333,7 @@ pub fn live_handles(since_checkpoint: bool) -> Vec<LiveHandle> {
         let Some(record) = details.payload.as_ref() else {
             return;
         };
-        if since_checkpoint && record.serial <= checkpoint {
+        if since_checkpoint && record.sequence <= checkpoint {
             return;
         }
         let (address, object_name) = match record.payload.as_ref() {
@@ -366,7 +363,7 @@ pub fn live_handles(since_checkpoint: bool) -> Vec<LiveHandle> {
             None => (0, None),
         };
         found.push((
-            record.serial,
+            record.sequence,
             handle,
             address,
             object_name,

@@ -85,13 +85,11 @@ pub(crate) struct Record {
     /// (finalizers are skipped then). Set under the detail lock together
     /// with the transition (`Table::invalidate_with`).
     pub(crate) invalidated: bool,
-    /// Its place in the manager's order of registration (the leak report's
-    /// order: the clock is too coarse to tell registrations apart).
+    /// Its place in the order of registration (`clock::sequence`): the leak
+    /// report's order, and what leak checkpoints compare.
     pub(crate) sequence: u64,
     /// Where it was registered (GCS_REGISTER_CAPTURE_STACK / GCS_DEBUG=stacks).
     pub(crate) backtrace: Option<Arc<Backtrace>>,
-    /// Its place in the process-wide order of registration (leak checkpoints).
-    pub(crate) serial: u64,
     /// Where it was unregistered (`GCS_DEBUG=stacks`), for the debug mode's story.
     pub(crate) unregistered_at: Option<Arc<Backtrace>>,
 }

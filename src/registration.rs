@@ -241,7 +241,6 @@ pub(crate) unsafe fn register_raw(
             invalidated: false,
             sequence,
             backtrace,
-            serial: crate::diag::next_serial(),
             unregistered_at: None,
         };
         let details = Details {
