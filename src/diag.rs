@@ -136,7 +136,7 @@ pub(crate) fn unregistered(handle: u64) {
         let backtrace = Arc::new(Backtrace::force_capture());
         table().with_details_mut(handle, |_, details| {
             if let Some(record) = details.payload.as_mut() {
-                record.unregistered_at = Some(backtrace);
+                record.extras_mut().unregistered_at = Some(backtrace);
             }
         });
     }
@@ -243,7 +243,7 @@ pub(crate) fn story(handle: u64) -> String {
             )),
         }
         let record = details.payload.as_ref();
-        match record.and_then(|r| r.backtrace.as_ref()) {
+        match record.and_then(|r| r.backtrace()) {
             Some(bt) => text.push_str(&format!(
                 "\ngcsafety: registered at:\n{}",
                 callers_frames(bt)
@@ -252,7 +252,7 @@ pub(crate) fn story(handle: u64) -> String {
                 "\ngcsafety: (GCS_DEBUG=stacks records where it was registered and unregistered)",
             ),
         }
-        if let Some(bt) = record.and_then(|r| r.unregistered_at.as_ref()) {
+        if let Some(bt) = record.and_then(|r| r.unregistered_at()) {
             text.push_str(&format!(
                 "\ngcsafety: unregistered at:\n{}",
                 callers_frames(bt)
@@ -367,7 +367,7 @@ pub fn live_handles(since_checkpoint: bool) -> Vec<LiveHandle> {
             handle,
             address,
             object_name,
-            record.backtrace.clone(),
+            record.backtrace().cloned(),
         ));
     });
     found.sort_by_key(|entry| entry.0);

@@ -655,7 +655,7 @@ fn invalidate_after_callback_error(handle: u64) -> bool {
 /// reference drops; cleanups run newest first.
 pub(crate) fn add_cleanup(handle: u64, callback: Callback) -> Result<()> {
     with_registered_record(handle, "cannot add a cleanup", |record| {
-        record.cleanups.push(callback);
+        record.extras_mut().cleanups.push(callback);
         Ok(())
     })
 }
@@ -665,9 +665,12 @@ pub(crate) fn set_finalizer(handle: u64, callback: Callback) -> Result<()> {
     let mut already_set = false;
     with_registered_record(handle, "cannot set a finalizer", |record| {
         // No message here: `describe` takes the detail lock we are under.
-        already_set = record.finalizer.is_some();
+        already_set = record
+            .extras
+            .as_ref()
+            .is_some_and(|e| e.finalizer.is_some());
         if !already_set {
-            record.finalizer = Some(callback);
+            record.extras_mut().finalizer = Some(callback);
         }
         Ok(())
     })?;

@@ -415,7 +415,7 @@ impl ManagerInner {
                     .with_details(handle, |_, d| {
                         d.payload
                             .as_ref()
-                            .map(|r| (r.sequence, r.backtrace.clone()))
+                            .map(|r| (r.sequence, r.backtrace().cloned()))
                     })
                     .flatten()?;
                 Some((sequence, info, backtrace))

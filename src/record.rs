@@ -77,10 +77,10 @@ pub(crate) struct Record {
     pub(crate) released: bool,
     /// The reference to drop; taken at release.
     pub(crate) payload: Option<Payload>,
-    /// Cleanups in order of addition; run in reverse at release.
-    pub(crate) cleanups: Vec<Callback>,
-    /// The finalizer, if set.
-    pub(crate) finalizer: Option<Callback>,
+    /// Cleanups, finalizer and backtraces: allocated only by registrations
+    /// that have one (most have none), so that a registration's cold entry
+    /// stays small.
+    pub(crate) extras: Option<Box<Extras>>,
     /// Whether the handle was invalidated before it was unregistered
     /// (finalizers are skipped then). Set under the detail lock together
     /// with the transition (`Table::invalidate_with`).
@@ -88,10 +88,36 @@ pub(crate) struct Record {
     /// Its place in the order of registration (`clock::sequence`): the leak
     /// report's order, and what leak checkpoints compare.
     pub(crate) sequence: u64,
+}
+
+/// What few registrations have (see [`Record::extras`]).
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    /// Cleanups in order of addition; run in reverse at release.
+    pub(crate) cleanups: Vec<Callback>,
+    /// The finalizer, if set.
+    pub(crate) finalizer: Option<Callback>,
     /// Where it was registered (GCS_REGISTER_CAPTURE_STACK / GCS_DEBUG=stacks).
     pub(crate) backtrace: Option<Arc<Backtrace>>,
     /// Where it was unregistered (`GCS_DEBUG=stacks`), for the debug mode's story.
     pub(crate) unregistered_at: Option<Arc<Backtrace>>,
+}
+
+impl Record {
+    /// The extras, allocated on first use.
+    pub(crate) fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Default::default)
+    }
+
+    /// Where it was registered, if recorded.
+    pub(crate) fn backtrace(&self) -> Option<&Arc<Backtrace>> {
+        self.extras.as_ref()?.backtrace.as_ref()
+    }
+
+    /// Where it was unregistered, if recorded.
+    pub(crate) fn unregistered_at(&self) -> Option<&Arc<Backtrace>> {
+        self.extras.as_ref()?.unregistered_at.as_ref()
+    }
 }
 
 /// A manager borrowed by a release job from its record: the record keeps
@@ -147,13 +173,19 @@ impl Record {
         if core::mem::replace(&mut self.released, true) {
             return None;
         }
-        let finalizer = self.finalizer.take();
+        let (cleanups, finalizer) = match self.extras.as_mut() {
+            Some(extras) => (
+                std::mem::take(&mut extras.cleanups),
+                extras.finalizer.take(),
+            ),
+            None => (Vec::new(), None),
+        };
         Some(ReleaseJob {
             manager: ManagerRef(core::ptr::NonNull::from(&*self.manager)),
             counters: self.counters,
             stripe: self.stripe,
             payload: self.payload.take(),
-            cleanups: std::mem::take(&mut self.cleanups),
+            cleanups,
             finalizer: if self.invalidated { None } else { finalizer },
             size_bytes,
         })

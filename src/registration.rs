@@ -12,7 +12,7 @@ use crate::handle::Handle;
 use crate::manager::{Manager, ManagerInner, table, with_default_manager};
 use crate::names::{self, Name};
 use crate::object::{self, Kind, ReleaseFn};
-use crate::record::Record;
+use crate::record::{Extras, Record};
 use crate::release::carry_out_release;
 use crate::stats;
 use crate::table::Details;
@@ -236,12 +236,14 @@ pub(crate) unsafe fn register_raw(
             stripe,
             released: false,
             payload: Some(payload),
-            cleanups: Vec::new(),
-            finalizer: None,
+            extras: backtrace.map(|backtrace| {
+                Box::new(Extras {
+                    backtrace: Some(backtrace),
+                    ..Extras::default()
+                })
+            }),
             invalidated: false,
             sequence,
-            backtrace,
-            unregistered_at: None,
         };
         let details = Details {
             payload: Some(record),
