@@ -593,7 +593,15 @@ main (int argc, char **argv)
       json_string (f, op_names[op]);
       for (int mode = 0; mode < MODE_COUNT; mode++)
         fprintf (f, ", \"%s\": %.3f", mode_keys[mode], medians[mode][op]);
-      fprintf (f, "}%s\n", op + 1 < OP_COUNT ? "," : "");
+      /* Every run's figure, in ascending order (median sorted them). */
+      fprintf (f, ",\n        \"samples\": {");
+      for (int mode = 0; mode < MODE_COUNT; mode++) {
+        fprintf (f, "%s\"%s\": [", mode ? ", " : "", mode_keys[mode]);
+        for (int r = 0; r < repeats; r++)
+          fprintf (f, "%s%.2f", r ? ", " : "", samples[mode][op][r]);
+        fprintf (f, "]");
+      }
+      fprintf (f, "}}%s\n", op + 1 < OP_COUNT ? "," : "");
     }
     fprintf (f, "    }\n  },\n  \"random_access\": {\n");
     fprintf (f, "    \"what\": \"ns per access of a random handle among the live ones\",\n");
