@@ -5,6 +5,9 @@
  * unregisters and slot reuse (run under ASan+UBSan and valgrind too). */
 #include "common.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 /* ---- the view ---------------------------------------------------------- */
 
 static void
@@ -329,11 +332,38 @@ test_threads_race_unregister_and_reuse (void)
   gcs_manager_free (race.manager);
 }
 
+/* ---- GCS_INLINE=0: the view is refused, the inline functions still work - */
+
+/* In a child (GCS_INLINE is read once, at the first gcs_table_view, which
+ * this process has not called yet): every inline function then calls its
+ * exported twin, with the same answers. */
+static void
+test_inline_disabled_falls_back (void)
+{
+  pid_t child = fork ();
+  CHECK (child >= 0);
+  if (child == 0) {
+    GcsTableView view;
+    g_setenv ("GCS_INLINE", "0", TRUE);
+    memset (&view, 0, sizeof view);
+    view.struct_size = sizeof view;
+    CHECK_RESULT (gcs_table_view (&view), GCS_ERROR_INVALID_ARGUMENT);
+    CHECK_LAST_ERROR_CONTAINS ("GCS_INLINE=0");
+    test_every_kind_of_handle_value ();
+    test_inline_end_releases_through_the_library ();
+    _exit (0);
+  }
+  int status;
+  CHECK (waitpid (child, &status, 0) == child);
+  CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+}
+
 int
 main (int argc, char **argv)
 {
   gst_init (&argc, &argv);
   test_watchdog (120);
+  RUN_TEST (test_inline_disabled_falls_back);
   RUN_TEST (test_view_describes_the_table);
   RUN_TEST (test_every_kind_of_handle_value);
   RUN_TEST (test_inline_end_releases_through_the_library);

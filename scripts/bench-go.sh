@@ -33,6 +33,11 @@
 # GOMAXPROCS goroutines). "1 goroutine" is the serial benchmark at -cpu 1.
 # The empty cgo call has no handle: its two 2-goroutine columns are the same
 # measurement ("/parallel").
+# On a machine busy with other work the 2 goroutines may take turns on one
+# core rather than run at once; then a 2-goroutine figure is about twice the
+# 1-goroutine one whatever the design. The script prints the effective
+# parallelism (cgo.Handle.Value, which shares no written memory: 1-goroutine
+# ns ÷ 2-goroutine ns/op, 2.00 on two free cores) to tell the cases apart.
 #
 # It first builds the release library and the in-tree pkg-config file
 # (scripts/install.sh --uninstalled), then the Go test binary with
@@ -172,6 +177,15 @@ for key, label, *_ in DESIGNS:
           f"{fmt(d['2_threads_shared'])} | {distinct} |")
 print("\n2-goroutine columns: Go's ns/op at -cpu 2 × 2 (RunParallel's ns/op is wall time "
       "per operation across goroutines).")
+# How much of 2 CPUs the 2 goroutines got: cgo.Handle.Value on distinct
+# handles writes nothing shared, so on 2 free cores its throughput doubles.
+value_1 = raw("BenchmarkAccess/CgoHandleValue", 1)
+value_2 = raw("BenchmarkAccess/CgoHandleValue/parallel-distinct", 2)
+parallelism = ratio(value_1, value_2)
+if parallelism is not None:
+    print(f"Effective parallelism at -cpu 2: {parallelism:.2f} (`cgo.Handle.Value`, 1 goroutine "
+          "÷ its ns/op on 2 goroutines with distinct handles; 2.00 when both goroutines have a "
+          "core of their own, 1.00 when they take turns on one).")
 
 print(f"\n### Register + unregister, Go (median of {count} runs; ns per pair, 1 goroutine)\n")
 print("| design | ns per pair |\n|---|---|")
@@ -208,6 +222,7 @@ if json_path:
         "benchtime": benchtime,
         "go_version": go_version,
         "loadavg_at_start": loadavg,
+        "effective_parallelism_cpu2": None if parallelism is None else round(parallelism, 3),
         "access": {
             "what": "ns per access, per goroutine (parallel variants: ns/op × GOMAXPROCS)",
             "modes": dict(MODES),
