@@ -183,7 +183,7 @@ value_1 = raw("BenchmarkAccess/CgoHandleValue", 1)
 value_2 = raw("BenchmarkAccess/CgoHandleValue/parallel-distinct", 2)
 parallelism = ratio(value_1, value_2)
 if parallelism is not None:
-    print(f"Effective parallelism at -cpu 2: {parallelism:.2f} (`cgo.Handle.Value`, 1 goroutine "
+    print(f"\nEffective parallelism at -cpu 2: {parallelism:.2f} (`cgo.Handle.Value`, 1 goroutine "
           "÷ its ns/op on 2 goroutines with distinct handles; 2.00 when both goroutines have a "
           "core of their own, 1.00 when they take turns on one).")
 
