@@ -168,17 +168,22 @@ def main(argv):
                     "One machine, 2 cores, shared with other work: load average at the start "
                     f"{load_c} (C) and {load_go} (Go). Compare bars of one run, not across runs.",
                     size=11, fill="#666"))
+    notes = []
     share = c["access"].get("on_cpu_share")
     if share:
         short = {"1_thread": "1 thread", "2_threads_shared": "shared",
                  "2_threads_distinct": "distinct"}
-        out.append(text(16, y + 60,
-                        "C threads were on a CPU for "
-                        + ", ".join(f"{100 * share[mode]:.0f}% ({short[mode]})"
-                                    for mode, _, _ in MODES if mode in share)
-                        + " of their wall time; below 100%, they took turns with other "
-                        "processes.", size=11, fill="#666"))
-    height = y + (73 if share else 58)
+        notes.append("C threads were on a CPU for "
+                     + ", ".join(f"{100 * share[mode]:.0f}% ({short[mode]})"
+                                 for mode, _, _ in MODES if mode in share)
+                     + " of their wall time; below 100%, they took turns with other processes.")
+    parallelism = go.get("effective_parallelism_cpu2")
+    if parallelism is not None:
+        notes.append(f"Go goroutines at -cpu 2 got {parallelism:.2f} cores' worth of time "
+                     "(cgo.Handle.Value's throughput, 2 goroutines ÷ 1; 2.00 on two free cores).")
+    for k, note in enumerate(notes):
+        out.append(text(16, y + 60 + 15 * k, note, size=11, fill="#666"))
+    height = y + 58 + 15 * len(notes)
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0f}" '
            f'viewBox="0 0 {WIDTH} {height:.0f}" role="img" '
            'aria-label="ns per guarded access, per design, C and Go">',
