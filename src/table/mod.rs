@@ -413,9 +413,15 @@ impl<P: Send + 'static> Table<P> {
         }
         *created = first + count;
         drop(created);
-        // The rest of the block, highest first, so that pops ascend.
-        for index in (first + 1..first + count).rev() {
-            self.give_free(index);
+        // The rest of the block, pushed so that this thread's next
+        // registrations come out as first + 2, first + 1, first + 3: two
+        // registrations in a row sit on different cache lines (two slots to
+        // a line), so the common "register two objects, hand them to two
+        // threads" does not share a line between those threads.
+        for index in [first + 3, first + 1, first + 2] {
+            if index < first + count {
+                self.give_free(index);
+            }
         }
         Some(first)
     }

@@ -52,7 +52,8 @@
 //! one auxiliary word. Everything else — names, payload, cleanups, times, the
 //! free-list link — is in the slot's [`Cold`] twin, in a parallel page that
 //! an access never reads. A thread's registrations are placed together (the
-//! table hands each thread free slots in blocks of [`BLOCK`]), so two
+//! table hands each thread free slots in blocks of [`BLOCK`], two cache
+//! lines, and two registrations in a row on different lines), so two
 //! threads that each access their own handles do not write the same line.
 //!
 //! # Transitions and why each is correct
@@ -151,7 +152,8 @@ pub(crate) const GEN_SHIFT: u32 = 32;
 pub(crate) const MAX_ACCESSES: u32 = COUNT_MASK as u32;
 
 /// Slots a thread takes at once (one 128-byte pair of cache lines of [`Slot`]s):
-/// see "The hot part and the cold part" in the module documentation.
+/// see "The hot part and the cold part" in the module documentation. The
+/// table hands a block's slots out in the order 0, 2, 1, 3 (`create_slots`).
 pub(crate) const BLOCK: u32 = 4;
 
 /// A decoded copy of a state word.
@@ -302,6 +304,9 @@ pub(crate) struct Slot {
     /// See [`Published::aux`]; same lifetime rules as `object`.
     pub(crate) aux: AtomicPtr<c_void>,
 }
+
+// Two slots to a 64-byte line, and the layout `gcs_table_view` publishes.
+const _: () = assert!(core::mem::size_of::<Slot>() == 32);
 
 /// What an inline access must leave to the exported functions.
 #[cfg_attr(not(test), allow(dead_code))] // the Rust model of the C and Go code
