@@ -33,7 +33,8 @@
 
 /**
  * At most this many released states are retained (for stale-handle
- * reports), whatever `state_retention_ms` says; the oldest go first.
+ * reports) per thread that releases, whatever `state_retention_ms` says;
+ * that thread's oldest go first.
  */
 #define GCS_MAX_RETAINED_STATES 65536
 

@@ -23,7 +23,8 @@ pub const GCS_INVALID_HANDLE: GcsHandle = 0;
 pub const GCS_TIMEOUT_INFINITE: u32 = u32::MAX;
 
 /// At most this many released states are retained (for stale-handle
-/// reports), whatever `state_retention_ms` says; the oldest go first.
+/// reports) per thread that releases, whatever `state_retention_ms` says;
+/// that thread's oldest go first.
 pub const GCS_MAX_RETAINED_STATES: u32 = 65_536;
 const _: () = assert!(GCS_MAX_RETAINED_STATES as usize == crate::table::MAX_RETAINED_STATES);
 

@@ -2,7 +2,7 @@
 //! states, every transition, and why each memory ordering is enough.
 //!
 //! This protocol has three implementations that must agree word for word:
-//! the Rust one below, the C one in `include/gcsafety_table.h` (the
+//! the Rust one below, the C one in `include/gcsafety_inline.h` (the
 //! header-inline `gcs_*_inline` functions) and the Go one in
 //! `bindings/go/table.go`. The C and Go code do exactly what
 //! [`Slot::begin_inline`] and [`Slot::end_inline`] do, and hand every case
