@@ -51,7 +51,7 @@ GROUP_GAP = 14
 FONT = "sans-serif"
 
 
-def nice_step(span, ticks=6):
+def nice_step(span, ticks=8):
     """A round tick step (1, 2, 2.5 or 5 × 10^k) giving about `ticks` ticks."""
     raw = span / ticks
     magnitude = 10 ** math.floor(math.log10(raw))
@@ -125,8 +125,11 @@ def main(argv):
     c_data = c["access"]["designs"]
     go_data = go["access"]["designs"]
 
-    values = [v for data in (c_data, go_data) for row in data.values()
-              for v in (row.get(m) for m, _, _ in MODES) if isinstance(v, (int, float))]
+    # The scale fits the designs drawn (the JSON has more, e.g. Go's BeginEndOnly).
+    values = [v for designs, data in ((C_DESIGNS, c_data), (GO_DESIGNS, go_data))
+              for key, _, _ in designs
+              for v in (data.get(key, {}).get(m) for m, _, _ in MODES)
+              if isinstance(v, (int, float))]
     top_value = max(values) if values else 1
     step = nice_step(top_value)
     axis_max = math.ceil(top_value / step) * step
