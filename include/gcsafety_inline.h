@@ -31,9 +31,11 @@
  * the leak report and gcs_unregister_sync see it.
  *
  * The view is loaded lazily, once per translation unit, by the first inline
- * call; until then (or if gcs_table_view fails, e.g. with GCS_INLINE=0 in
- * the environment) every inline function calls its exported twin. After
- * dlclose() of the library, inline code must not be called.
+ * call, and checked to describe exactly the layout this header is compiled
+ * for (layout 1: the bit fields and slot geometry below); until then, or if
+ * gcs_table_view fails (e.g. with GCS_INLINE=0 in the environment) or
+ * describes anything else, every inline function calls its exported twin.
+ * After dlclose() of the library, inline code must not be called.
  */
 #ifndef GCSAFETY_INLINE_H
 #define GCSAFETY_INLINE_H
@@ -61,17 +63,63 @@
 #define GCS_INLINE_CAST_(type, value) ((type)(value))
 #endif
 
-/* Internal: the view of this translation unit, or NULL while it is not
+/* Layout 1, which this header is written for: the bit fields of a handle
+ * and of a state word, and the slot geometry. A loaded view must describe
+ * exactly these (checked once, in gcs_table_view_inline_), else the inline
+ * functions call the exported ones; then only the salt and the page
+ * directory are read at run time, which keeps the access path short. */
+#define GCS_INLINE_GENERATION_SHIFT_ 32
+#define GCS_INLINE_INDEX_MASK_ ((uint64_t) 0xffffffffu)
+#define GCS_INLINE_COUNT_MASK_ ((uint64_t) 0x0fffffffu)
+#define GCS_INLINE_SLOW_BIT_ ((uint64_t) 1 << 28)
+#define GCS_INLINE_PHASE_SHIFT_ 29
+#define GCS_INLINE_PHASE_MASK_ ((uint64_t) 7)
+#define GCS_INLINE_PHASE_LIVE_ ((uint64_t) 1)
+#define GCS_INLINE_PHASE_INVALIDATED_ ((uint64_t) 2)
+#define GCS_INLINE_PHASE_DRAINING_ ((uint64_t) 3)
+#define GCS_INLINE_FIRST_PAGE_LOG2_ 6
+#define GCS_INLINE_PAGE_COUNT_ 32
+#define GCS_INLINE_SLOT_STRIDE_ 32
+#define GCS_INLINE_STATE_OFFSET_ 0
+#define GCS_INLINE_OBJECT_OFFSET_ 8
+
+/* Internal: what the inline functions read at run time. */
+typedef struct
+{
+  uint64_t salt;
+  void *const *pages;
+} GcsInlineTable_;
+
+/* Internal: whether a view describes layout 1 exactly as above. */
+static inline int gcs_table_view_is_layout_1_(const GcsTableView *view)
+{
+  return view->layout_version == 1 && view->pages != NULL
+      && view->page_count == GCS_INLINE_PAGE_COUNT_
+      && view->first_page_log2 == GCS_INLINE_FIRST_PAGE_LOG2_
+      && view->slot_stride == GCS_INLINE_SLOT_STRIDE_
+      && view->state_offset == GCS_INLINE_STATE_OFFSET_
+      && view->object_offset == GCS_INLINE_OBJECT_OFFSET_
+      && view->generation_shift == GCS_INLINE_GENERATION_SHIFT_
+      && view->index_mask == GCS_INLINE_INDEX_MASK_
+      && view->count_mask == GCS_INLINE_COUNT_MASK_
+      && view->slow_bit == GCS_INLINE_SLOW_BIT_
+      && view->phase_shift == GCS_INLINE_PHASE_SHIFT_
+      && view->phase_live == GCS_INLINE_PHASE_LIVE_
+      && view->phase_invalidated == GCS_INLINE_PHASE_INVALIDATED_
+      && view->phase_draining == GCS_INLINE_PHASE_DRAINING_;
+}
+
+/* Internal: the table of this translation unit, or NULL while it is not
  * (yet) usable. One thread loads it; the others use the exported functions
  * meanwhile. */
-static inline const GcsTableView *gcs_table_view_inline_(void)
+static inline const GcsInlineTable_ *gcs_table_view_inline_(void)
 {
-  static GcsTableView view;
+  static GcsInlineTable_ table;
   /* 0: not loaded; 1: loading; 2: loaded; 3: unavailable. */
   static int state;
   int seen = __atomic_load_n (&state, __ATOMIC_ACQUIRE);
   if (seen == 2)
-    return &view;
+    return &table;
   if (seen == 0) {
     int expected = 0;
     if (__atomic_compare_exchange_n (&state, &expected, 1, 0, __ATOMIC_ACQUIRE,
@@ -79,39 +127,44 @@ static inline const GcsTableView *gcs_table_view_inline_(void)
       GcsTableView loaded;
       int usable;
       loaded.struct_size = (uint32_t) sizeof loaded;
-      usable = gcs_table_view (&loaded) == GCS_OK
-          && loaded.layout_version == GCS_TABLE_LAYOUT_VERSION;
-      if (usable)
-        view = loaded;
-      /* Release: `view` is written before any reader sees 2. */
+      usable = gcs_table_view (&loaded) == GCS_OK && gcs_table_view_is_layout_1_ (&loaded);
+      if (usable) {
+        table.salt = loaded.salt;
+        table.pages = loaded.pages;
+      }
+      /* Release: `table` is written before any reader sees 2. */
       __atomic_store_n (&state, usable ? 2 : 3, __ATOMIC_RELEASE);
-      return usable ? &view : NULL;
+      return usable ? &table : NULL;
     }
   }
   return NULL;
 }
 
-/* Internal: the state word of the slot a handle names, and its generation;
- * NULL when the handle names no allocated slot (then the exported function
- * answers). Never dereferences the handle value. */
-static inline uint64_t *gcs_table_state_inline_(const GcsTableView *view, GcsHandle handle,
-                                                uint32_t *generation, void ***object)
+/* Internal: the slot a handle names (its state word first, the object
+ * pointer GCS_INLINE_OBJECT_OFFSET_ after) and its generation; NULL when the
+ * handle names no allocated slot (then the exported function answers).
+ * Never dereferences the handle value. */
+static inline char *gcs_table_slot_inline_(const GcsInlineTable_ *table, GcsHandle handle,
+                                           uint64_t *generation)
 {
-  uint64_t raw = handle ^ view->salt;
-  uint64_t biased = (raw & view->index_mask) + ((uint64_t) 1 << view->first_page_log2);
-  unsigned page = (unsigned) (63 - __builtin_clzll (biased)) - view->first_page_log2;
+  uint64_t raw = handle ^ table->salt;
+  uint64_t biased = (raw & GCS_INLINE_INDEX_MASK_) + ((uint64_t) 1 << GCS_INLINE_FIRST_PAGE_LOG2_);
+  unsigned page = (unsigned) (63 - __builtin_clzll (biased)) - GCS_INLINE_FIRST_PAGE_LOG2_;
   char *base;
-  uint64_t offset;
-  *generation = (uint32_t) (raw >> view->generation_shift);
-  if (*generation == 0 || page >= view->page_count)
+  *generation = raw >> GCS_INLINE_GENERATION_SHIFT_;
+  if (*generation == 0 || page >= GCS_INLINE_PAGE_COUNT_)
     return NULL;
-  base = GCS_INLINE_CAST_(char *, __atomic_load_n (&view->pages[page], __ATOMIC_ACQUIRE));
+  base = GCS_INLINE_CAST_(char *, __atomic_load_n (&table->pages[page], __ATOMIC_ACQUIRE));
   if (base == NULL)
     return NULL;
-  offset = (biased - ((uint64_t) 1 << (view->first_page_log2 + page))) * view->slot_stride;
-  *object = GCS_INLINE_CAST_(void **, base + offset + view->object_offset);
-  return GCS_INLINE_CAST_(uint64_t *, base + offset + view->state_offset);
+  return base + (biased - ((uint64_t) 1 << (GCS_INLINE_FIRST_PAGE_LOG2_ + page)))
+      * GCS_INLINE_SLOT_STRIDE_;
 }
+
+#define GCS_INLINE_STATE_(slot) GCS_INLINE_CAST_(uint64_t *, (slot) + GCS_INLINE_STATE_OFFSET_)
+#define GCS_INLINE_LIVE_WORD_(generation) \
+  (((generation) << GCS_INLINE_GENERATION_SHIFT_) \
+   | (GCS_INLINE_PHASE_LIVE_ << GCS_INLINE_PHASE_SHIFT_))
 
 /**
  * gcs_access_begin() without a call into the library on the success path.
@@ -119,22 +172,21 @@ static inline uint64_t *gcs_table_state_inline_(const GcsTableView *view, GcsHan
  */
 static inline GcsResult gcs_access_begin_inline(GcsHandle handle, void **object_out)
 {
-  const GcsTableView *view = gcs_table_view_inline_ ();
-  if (view != NULL && object_out != NULL) {
-    uint32_t generation;
-    void **object;
-    uint64_t *state = gcs_table_state_inline_ (view, handle, &generation, &object);
-    if (state != NULL) {
-      uint64_t live = ((uint64_t) generation << view->generation_shift)
-          | ((uint64_t) view->phase_live << view->phase_shift);
+  const GcsInlineTable_ *table = gcs_table_view_inline_ ();
+  if (table != NULL && object_out != NULL) {
+    uint64_t generation;
+    char *slot = gcs_table_slot_inline_ (table, handle, &generation);
+    if (slot != NULL) {
+      uint64_t live = GCS_INLINE_LIVE_WORD_ (generation);
       uint64_t expected = live; /* the guess: live, nothing in flight */
       /* Generation, phase and the slow bit in one compare; count below its limit. */
-      while ((expected & ~view->count_mask) == live
-             && (expected & view->count_mask) != view->count_mask) {
+      while ((expected & ~GCS_INLINE_COUNT_MASK_) == live
+             && (expected & GCS_INLINE_COUNT_MASK_) != GCS_INLINE_COUNT_MASK_) {
         /* Acquire: synchronizes with the registration's release store. */
-        if (__atomic_compare_exchange_n (state, &expected, expected + 1, 1, __ATOMIC_ACQUIRE,
-                                         __ATOMIC_RELAXED)) {
-          *object_out = __atomic_load_n (object, __ATOMIC_RELAXED);
+        if (__atomic_compare_exchange_n (GCS_INLINE_STATE_ (slot), &expected, expected + 1, 1,
+                                         __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+          *object_out = __atomic_load_n (GCS_INLINE_CAST_(void **, slot + GCS_INLINE_OBJECT_OFFSET_),
+                                         __ATOMIC_RELAXED);
           return GCS_OK;
         }
       }
@@ -149,29 +201,25 @@ static inline GcsResult gcs_access_begin_inline(GcsHandle handle, void **object_
  */
 static inline GcsResult gcs_access_end_inline(GcsHandle handle)
 {
-  const GcsTableView *view = gcs_table_view_inline_ ();
-  if (view != NULL) {
-    uint32_t generation;
-    void **object;
-    uint64_t *state = gcs_table_state_inline_ (view, handle, &generation, &object);
-    if (state != NULL) {
-      uint64_t expected = ((uint64_t) generation << view->generation_shift)
-          | ((uint64_t) view->phase_live << view->phase_shift) | 1; /* the guess */
+  const GcsInlineTable_ *table = gcs_table_view_inline_ ();
+  if (table != NULL) {
+    uint64_t generation;
+    char *slot = gcs_table_slot_inline_ (table, handle, &generation);
+    if (slot != NULL) {
+      uint64_t expected = GCS_INLINE_LIVE_WORD_ (generation) | 1; /* the guess */
       for (;;) {
-        uint64_t count = expected & view->count_mask;
-        /* The phase: the bits between phase_shift and generation_shift. */
-        uint32_t phase = (uint32_t) ((expected >> view->phase_shift)
-                                     & (((uint64_t) 1 << (view->generation_shift
-                                                          - view->phase_shift)) - 1));
-        int fast = (uint32_t) (expected >> view->generation_shift) == generation
-            && (expected & view->slow_bit) == 0
-            && (((phase == view->phase_live || phase == view->phase_invalidated) && count >= 1)
-                || (phase == view->phase_draining && count >= 2));
+        uint64_t count = expected & GCS_INLINE_COUNT_MASK_;
+        uint64_t phase = (expected >> GCS_INLINE_PHASE_SHIFT_) & GCS_INLINE_PHASE_MASK_;
+        int fast = (expected >> GCS_INLINE_GENERATION_SHIFT_) == generation
+            && (expected & GCS_INLINE_SLOW_BIT_) == 0
+            && (((phase == GCS_INLINE_PHASE_LIVE_ || phase == GCS_INLINE_PHASE_INVALIDATED_)
+                 && count >= 1)
+                || (phase == GCS_INLINE_PHASE_DRAINING_ && count >= 2));
         if (!fast)
           break;
         /* AcqRel: this access's uses happen-before a release elsewhere. */
-        if (__atomic_compare_exchange_n (state, &expected, expected - 1, 1, __ATOMIC_ACQ_REL,
-                                         __ATOMIC_RELAXED))
+        if (__atomic_compare_exchange_n (GCS_INLINE_STATE_ (slot), &expected, expected - 1, 1,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
           return GCS_OK;
       }
     }
@@ -184,16 +232,15 @@ static inline GcsResult gcs_access_end_inline(GcsHandle handle)
  */
 static inline bool gcs_is_valid_inline(GcsHandle handle)
 {
-  const GcsTableView *view = gcs_table_view_inline_ ();
-  if (view != NULL) {
-    uint32_t generation;
-    void **object;
-    uint64_t *state = gcs_table_state_inline_ (view, handle, &generation, &object);
-    if (state == NULL)
+  const GcsInlineTable_ *table = gcs_table_view_inline_ ();
+  if (table != NULL) {
+    uint64_t generation;
+    char *slot = gcs_table_slot_inline_ (table, handle, &generation);
+    if (slot == NULL)
       return false;
-    return (__atomic_load_n (state, __ATOMIC_RELAXED) & ~(view->count_mask | view->slow_bit))
-        == (((uint64_t) generation << view->generation_shift)
-            | ((uint64_t) view->phase_live << view->phase_shift));
+    return (__atomic_load_n (GCS_INLINE_STATE_ (slot), __ATOMIC_RELAXED)
+            & ~(GCS_INLINE_COUNT_MASK_ | GCS_INLINE_SLOW_BIT_))
+        == GCS_INLINE_LIVE_WORD_ (generation);
   }
   return gcs_is_valid (handle);
 }
@@ -223,7 +270,6 @@ static inline GcsResult gcs_safe_access_inline(GcsHandle handle, GcsAccessFn cal
   return GCS_OK;
 }
 
-#undef GCS_INLINE_CAST_
 #endif /* __GNUC__ || __clang__ */
 
 #endif /* GCSAFETY_INLINE_H */

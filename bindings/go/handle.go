@@ -71,7 +71,7 @@ func (h Handle) Access(fn func(obj unsafe.Pointer) error) (err error) {
 	if fn == nil {
 		return errNilFunc
 	}
-	obj, fast := fastBegin(h)
+	obj, access, fast := fastBegin(h)
 	if !fast {
 		var r result
 		if obj, r = accessBeginObject(h); r != resultOK {
@@ -83,7 +83,8 @@ func (h Handle) Access(fn func(obj unsafe.Pointer) error) (err error) {
 		if !completed {
 			err = accessPanicked(nil, h, recover())
 		}
-		if !fastEnd(h) {
+		// An access begun by the library may still end on the fast path.
+		if !access.fastEnd() && !fastEnd(h) {
 			accessEnd(h)
 		}
 	}()

@@ -158,7 +158,8 @@ func (m *GCSafetyManager) SafeAccess(id Handle, fn func() error) (err error) {
 	if fn == nil {
 		return errNilFunc
 	}
-	if _, fast := fastBegin(id); !fast {
+	_, access, fast := fastBegin(id)
+	if !fast {
 		if r := accessBegin(id); r != resultOK {
 			return handleErr(opAccess, id, r)
 		}
@@ -170,7 +171,8 @@ func (m *GCSafetyManager) SafeAccess(id Handle, fn func() error) (err error) {
 			// goroutine goes on exiting): invalidate, then end the access.
 			err = accessPanicked(&m.counters, id, recover())
 		}
-		if !fastEnd(id) {
+		// An access begun by the library may still end on the fast path.
+		if !access.fastEnd() && !fastEnd(id) {
 			accessEnd(id)
 		}
 	}()

@@ -41,28 +41,35 @@ import (
 	"unsafe"
 )
 
-// tableView is GcsTableView (layout 1) in Go types.
-type tableView struct {
-	pages         unsafe.Pointer // C memory: pageCount pointers
-	pageCount     uint32
-	firstPageLog2 uint32
-	stride        uintptr
-	stateOffset   uintptr
-	objectOffset  uintptr
-	genShift      uint32
-	salt          uint64
-	indexMask     uint64
-	countMask     uint64
-	slowBit       uint64
-	phaseShift    uint32
-	phaseMask     uint64
-	live          uint64
-	invalidated   uint64
-	draining      uint64
-}
+// Layout 1, the GCS_TABLE_LAYOUT_VERSION this file implements: the bit
+// fields of a handle and of a state word, and the slot geometry. The view
+// the library publishes must describe exactly these (checked once, in
+// loadTableView), else the fast path is off; then only the salt and the
+// page directory are read at run time, and the shifts and masks below are
+// constants (a shift by a variable costs Go a range check).
+const (
+	tableLayout      = 1
+	generationShift  = 32
+	indexMask        = 0xffffffff
+	countMask        = 0x0fffffff
+	slowBit          = 1 << 28
+	phaseShift       = 29
+	phaseMask        = 7
+	phaseLive        = 1
+	phaseInvalidated = 2
+	phaseDraining    = 3
+	firstPageLog2    = 6
+	pageCount        = 32
+	slotStride       = 32
+	stateOffset      = 0
+	objectOffset     = 8
+)
 
-// tableLayout is the GCS_TABLE_LAYOUT_VERSION this file implements.
-const tableLayout = 1
+// tableView is what the fast path reads at run time.
+type tableView struct {
+	salt  uint64
+	pages unsafe.Pointer // C memory: pageCount pointers
+}
 
 // fastTable is the view, or nil when the fast path does not apply (another
 // layout, GCS_INLINE=0): then every access goes through the library.
@@ -71,89 +78,87 @@ var fastTable = loadTableView()
 func loadTableView() *tableView {
 	var r C.GcsResult
 	v := C.gcsgo_table_view(&r)
-	if r != C.GCS_OK || v.layout_version != tableLayout || C.GCS_TABLE_LAYOUT_VERSION != tableLayout {
+	layout1 := r == C.GCS_OK && C.GCS_TABLE_LAYOUT_VERSION == tableLayout &&
+		v.layout_version == tableLayout && v.pages != nil &&
+		v.page_count == pageCount && v.first_page_log2 == firstPageLog2 &&
+		v.slot_stride == slotStride && v.state_offset == stateOffset &&
+		v.object_offset == objectOffset && v.generation_shift == generationShift &&
+		v.index_mask == indexMask && v.count_mask == countMask && v.slow_bit == slowBit &&
+		v.phase_shift == phaseShift && v.phase_live == phaseLive &&
+		v.phase_invalidated == phaseInvalidated && v.phase_draining == phaseDraining
+	if !layout1 {
 		return nil
 	}
-	return &tableView{
-		pages:         unsafe.Pointer(v.pages),
-		pageCount:     uint32(v.page_count),
-		firstPageLog2: uint32(v.first_page_log2),
-		stride:        uintptr(v.slot_stride),
-		stateOffset:   uintptr(v.state_offset),
-		objectOffset:  uintptr(v.object_offset),
-		genShift:      uint32(v.generation_shift),
-		salt:          uint64(v.salt),
-		indexMask:     uint64(v.index_mask),
-		countMask:     uint64(v.count_mask),
-		slowBit:       uint64(v.slow_bit),
-		phaseShift:    uint32(v.phase_shift),
-		phaseMask:     (1<<(uint32(v.generation_shift)-uint32(v.phase_shift)) - 1),
-		live:          uint64(v.phase_live),
-		invalidated:   uint64(v.phase_invalidated),
-		draining:      uint64(v.phase_draining),
-	}
+	return &tableView{salt: uint64(v.salt), pages: unsafe.Pointer(v.pages)}
 }
 
-// slot finds the slot a handle names: its state word and its generation;
-// nil when the handle names no allocated slot. The handle value is never
-// dereferenced: it only selects a page and an offset.
-func (v *tableView) slot(h Handle) (state *uint64, slot unsafe.Pointer, generation uint64) {
+// slot finds the slot a handle names (its state word first, the object
+// pointer objectOffset after) and its generation; nil when the handle names
+// no allocated slot. The handle value is never dereferenced: it only
+// selects a page and an offset.
+func (v *tableView) slot(h Handle) (slot unsafe.Pointer, generation uint64) {
 	raw := uint64(h) ^ v.salt
-	generation = raw >> v.genShift
+	generation = raw >> generationShift
 	if generation == 0 {
-		return nil, nil, 0
+		return nil, 0
 	}
-	biased := raw&v.indexMask + 1<<v.firstPageLog2
-	page := uint32(63-bits.LeadingZeros64(biased)) - v.firstPageLog2
-	if page >= v.pageCount {
-		return nil, nil, 0
+	biased := raw&indexMask + 1<<firstPageLog2
+	page := uint(63-bits.LeadingZeros64(biased)) - firstPageLog2
+	if page >= pageCount {
+		return nil, 0
 	}
 	base := atomic.LoadPointer((*unsafe.Pointer)(unsafe.Add(v.pages, uintptr(page)*unsafe.Sizeof(uintptr(0)))))
 	if base == nil {
-		return nil, nil, 0
+		return nil, 0
 	}
-	slot = unsafe.Add(base, uintptr(biased-1<<(v.firstPageLog2+page))*v.stride)
-	return (*uint64)(unsafe.Add(slot, v.stateOffset)), slot, generation
+	return unsafe.Add(base, uintptr(biased-1<<(firstPageLog2+page))*slotStride), generation
+}
+
+// fastAccess is an access begun on the fast path: the state word it holds a
+// count in and the generation, so that its end needs no second decoding.
+type fastAccess struct {
+	state      *uint64
+	generation uint64
 }
 
 // fastBegin begins an access of h on the fast path: true if it did, with
-// the object; false if the library must decide (nothing was changed).
-func fastBegin(h Handle) (unsafe.Pointer, bool) {
+// the object and the access to end with fastEnd; false if the library must
+// decide (nothing was changed).
+func fastBegin(h Handle) (unsafe.Pointer, fastAccess, bool) {
 	v := fastTable
 	if v == nil {
-		return nil, false
+		return nil, fastAccess{}, false
 	}
-	state, slot, generation := v.slot(h)
-	if state == nil {
-		return nil, false
+	slot, generation := v.slot(h)
+	if slot == nil {
+		return nil, fastAccess{}, false
 	}
-	live := generation<<v.genShift | v.live<<v.phaseShift
+	state := (*uint64)(unsafe.Add(slot, stateOffset))
+	live := generation<<generationShift | phaseLive<<phaseShift
 	// The first guess is "live, nothing in flight": no load first.
-	for expected := live; expected&^v.countMask == live && expected&v.countMask != v.countMask; expected = atomic.LoadUint64(state) {
+	for expected := live; expected&^countMask == live && expected&countMask != countMask; expected = atomic.LoadUint64(state) {
 		if atomic.CompareAndSwapUint64(state, expected, expected+1) {
-			return atomic.LoadPointer((*unsafe.Pointer)(unsafe.Add(slot, v.objectOffset))), true
+			object := atomic.LoadPointer((*unsafe.Pointer)(unsafe.Add(slot, objectOffset)))
+			return object, fastAccess{state, generation}, true
 		}
 	}
-	return nil, false
+	return nil, fastAccess{}, false
 }
 
-// fastEnd ends an access of h on the fast path: true if it did; false if
-// the library must (the last end of an unregistered handle, which runs the
-// release; a weak registration; an end without a begin).
-func fastEnd(h Handle) bool {
-	v := fastTable
-	if v == nil {
-		return false
-	}
-	state, _, generation := v.slot(h)
+// fastEnd ends an access on the fast path: true if it did; false if the
+// library must (the last end of an unregistered handle, which runs the
+// release; a weak registration; an access that did not begin here, a zero
+// fastAccess).
+func (a fastAccess) fastEnd() bool {
+	state := a.state
 	if state == nil {
 		return false
 	}
-	for expected := generation<<v.genShift | v.live<<v.phaseShift | 1; ; expected = atomic.LoadUint64(state) {
-		count := expected & v.countMask
-		phase := expected >> v.phaseShift & v.phaseMask
-		fast := expected>>v.genShift == generation && expected&v.slowBit == 0 &&
-			((phase == v.live || phase == v.invalidated) && count >= 1 || phase == v.draining && count >= 2)
+	for expected := a.generation<<generationShift | phaseLive<<phaseShift | 1; ; expected = atomic.LoadUint64(state) {
+		count := expected & countMask
+		phase := expected >> phaseShift & phaseMask
+		fast := expected>>generationShift == a.generation && expected&slowBit == 0 &&
+			((phase == phaseLive || phase == phaseInvalidated) && count >= 1 || phase == phaseDraining && count >= 2)
 		if !fast {
 			return false
 		}
@@ -161,6 +166,20 @@ func fastEnd(h Handle) bool {
 			return true
 		}
 	}
+}
+
+// fastEnd ends an access of h on the fast path, whichever path began it
+// (see fastAccess.fastEnd).
+func fastEnd(h Handle) bool {
+	v := fastTable
+	if v == nil {
+		return false
+	}
+	slot, generation := v.slot(h)
+	if slot == nil {
+		return false
+	}
+	return fastAccess{(*uint64)(unsafe.Add(slot, stateOffset)), generation}.fastEnd()
 }
 
 // FastPathEnabled reports whether accesses (SafeAccess, Handle.Access and

@@ -32,7 +32,7 @@ func TestFastPathAgreesWithTheLibrary(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	obj, ok := fastBegin(live)
+	obj, _, ok := fastBegin(live)
 	if !ok || obj != buffer {
 		t.Fatalf("fast begin of a live handle: %v %v", obj, ok)
 	}
@@ -54,7 +54,7 @@ func TestFastPathAgreesWithTheLibrary(t *testing.T) {
 
 	rng := rand.New(rand.NewSource(1))
 	for _, h := range []Handle{invalidated, stale, 0, live ^ 1<<40, Handle(rng.Uint64()), ^Handle(0)} {
-		if _, ok := fastBegin(h); ok {
+		if _, _, ok := fastBegin(h); ok {
 			t.Fatalf("fast begin of refused handle %v", h)
 		}
 		if fastEnd(h) {
@@ -68,7 +68,7 @@ func TestFastPathAgreesWithTheLibrary(t *testing.T) {
 
 	// Unregistered during an access: the last end is the library's (it
 	// releases), not the fast path's.
-	if _, ok := fastBegin(live); !ok {
+	if _, _, ok := fastBegin(live); !ok {
 		t.Fatal("fast begin")
 	}
 	if err := live.Unregister(); err != nil {
