@@ -356,7 +356,10 @@ fn the_process_table_places_a_threads_slots_together() {
         sorted.sort();
         assert_eq!(sorted[0] % BLOCK, 0, "{indices:?}");
         assert!(sorted.windows(2).all(|w| w[1] == w[0] + 1), "{indices:?}");
-        assert!(indices.windows(2).all(|w| w[0] / 2 != w[1] / 2), "{indices:?}");
+        assert!(
+            indices.windows(2).all(|w| w[0] / 2 != w[1] / 2),
+            "{indices:?}"
+        );
     }
     assert_ne!(mine[0] / BLOCK, theirs[0] / BLOCK);
     // The other thread exited: its free slots went back to the shared stack,
