@@ -14,7 +14,9 @@
 # [package.metadata.capi] of Cargo.toml): libgcsafety.so.VERSION with the
 # soname libgcsafety.so.0, the symlinks libgcsafety.so.0 and libgcsafety.so,
 # libgcsafety.a, include/*.h, bindings/cpp/gcsafety.hpp, and
-# pkgconfig/gcsafety.pc.
+# pkgconfig/gcsafety.pc; plus the GStreamer tracer plugin,
+# gstreamer-1.0/libgstgcsafety.so (GST_TRACERS=gcsafety), which cargo-c
+# does not build.
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
@@ -35,7 +37,8 @@ uninstall:
 	rm -f $(addprefix "$(DESTDIR)$(INCLUDEDIR)"/,$(HEADERS))
 	rm -f "$(DESTDIR)$(LIBDIR)/libgcsafety.so.$(VERSION)" "$(DESTDIR)$(LIBDIR)/libgcsafety.so.0" \
 	    "$(DESTDIR)$(LIBDIR)/libgcsafety.so" "$(DESTDIR)$(LIBDIR)/libgcsafety.a" \
-	    "$(DESTDIR)$(LIBDIR)/pkgconfig/gcsafety.pc"
+	    "$(DESTDIR)$(LIBDIR)/pkgconfig/gcsafety.pc" \
+	    "$(DESTDIR)$(LIBDIR)/gstreamer-1.0/libgstgcsafety.so"
 
 demo:
 	scripts/demo.sh

@@ -307,11 +307,14 @@ test_threads_race_unregister_and_reuse (void)
   GRand *rand = g_rand_new ();
   for (int i = 0; i < rounds; i++) {
     int which = g_rand_int_range (rand, 0, SLOTS);
+    /* Paced by the workers, not by time: at least one access per round, so
+     * that a slow scheduler (valgrind runs one thread at a time) still
+     * interleaves them with the reaper. */
+    while (g_atomic_int_get (&race.accesses) + g_atomic_int_get (&race.rejected) < i)
+      g_thread_yield ();
     GcsHandle fresh = register_stamped (&race);
     GcsHandle old = __atomic_exchange_n (&race.handles[which], fresh, __ATOMIC_RELAXED);
     CHECK_OK (gcs_unregister (old));
-    if (i % 64 == 0)
-      g_thread_yield ();
   }
   g_rand_free (rand);
   g_atomic_int_set (&race.stop, 1);

@@ -25,6 +25,12 @@ elapsed_since() { # seconds since an $EPOCHREALTIME, with one decimal
 stage() {
     local name=$1 start status
     shift
+    # GCS_TEST_FROM=NAME: skip the stages before the one named NAME (to go
+    # on from a failed stage after fixing it; CI never sets it).
+    if [ -n "${GCS_TEST_FROM:-}" ]; then
+        [ "$name" = "$GCS_TEST_FROM" ] || { printf '\n(skipped: %s)\n' "$name"; return 0; }
+        GCS_TEST_FROM=
+    fi
     printf '\n==> %s: %s\n' "$name" "$*"
     start=$EPOCHREALTIME
     set +e
@@ -89,7 +95,8 @@ pkg_config_check() {
     local expected actual
     expected=$(
         printf '%s\n' include/*.h bindings/cpp/gcsafety.hpp | sed 's|.*/|include/|'
-        printf 'lib/%s\n' libgcsafety.a libgcsafety.so libgcsafety.so.0 "libgcsafety.so.$version" pkgconfig/gcsafety.pc
+        printf 'lib/%s\n' libgcsafety.a libgcsafety.so libgcsafety.so.0 "libgcsafety.so.$version" pkgconfig/gcsafety.pc \
+            gstreamer-1.0/libgstgcsafety.so
     )
     actual=$(cd "$stage$prefix" && find . ! -type d | sed 's|^\./||')
     [ "$(sort <<<"$actual")" = "$(sort <<<"$expected")" ] ||
@@ -180,6 +187,8 @@ go_tests() {
     cd bindings/go
     PKG_CONFIG_PATH="$root/target/pkgconfig" CGO_ENABLED=1 go vet ./...
     PKG_CONFIG_PATH="$root/target/pkgconfig" CGO_ENABLED=1 go test -race -count=1 ./...
+    # The benchmarks, once each (they build and their setup works).
+    PKG_CONFIG_PATH="$root/target/pkgconfig" CGO_ENABLED=1 go test -count=1 -run '^$' -bench . -benchtime 1x .
 }
 
 # ----- the capture demos -----------------------------------------------------------
@@ -278,6 +287,8 @@ stage "rustdoc" env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps
 stage "cargo test" cargo test
 # The benchmarks, each run once in test mode: they build and their setup works.
 stage "benches (test mode)" cargo test --benches
+# The C benchmark of the table (benches/table_bench.c): builds and runs once.
+stage "table benchmark (smoke)" scripts/bench-table.sh --smoke
 # The #[ignore]d tests: the C tests under ASan+UBSan and under valgrind.
 stage "ignored tests (C: ASan+UBSan, valgrind)" cargo test --tests -- --ignored
 stage "miri" scripts/miri.sh
