@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -137,6 +138,12 @@ func wrapperPointer(obj any) (ptr uintptr, method string, ok bool, err error) {
 		method = "Native"
 		return nonNil(uintptr(o.Native()), obj, method)
 	}
+	// Go values of types already found to have none of the methods (a
+	// program's own types, registered again and again) skip reflection.
+	typ := reflect.TypeOf(obj)
+	if _, plain := plainTypes.Load(typ); plain {
+		return 0, "", false, nil
+	}
 	v := reflect.ValueOf(obj)
 	for _, name := range wrapperMethods {
 		m := v.MethodByName(name)
@@ -159,8 +166,13 @@ func wrapperPointer(obj any) (ptr uintptr, method string, ok bool, err error) {
 			return 0, name, true, fmt.Errorf("%w: the method %s of %T returns %v, not a pointer", ErrNotUnderstood, name, obj, out)
 		}
 	}
+	plainTypes.Store(typ, struct{}{})
 	return 0, "", false, nil
 }
+
+// plainTypes holds the reflect.Types that have none of the wrapperMethods
+// (a method set never changes, so a type is looked at once).
+var plainTypes sync.Map
 
 func nonNil(p uintptr, obj any, method string) (uintptr, string, bool, error) {
 	if p == 0 {
