@@ -123,26 +123,8 @@ pub extern "C" fn gcs_get_total_stats(stats_out: *mut GcsStats) -> GcsResult {
     ffi_result!({
         let stats_out = sized_struct!("gcs_get_total_stats", stats_out, GcsStats);
         let s = crate::diag::total_stats();
-        let stats = GcsStats {
-            struct_size: core::mem::size_of::<GcsStats>() as u32,
-            total_registered: s.total_registered,
-            active: s.active,
-            released: s.released,
-            invalidated: s.invalidated,
-            access_ok: s.access_ok,
-            access_rejected: s.access_rejected,
-            callback_failures: s.callback_failures,
-            panics_recovered: s.panics_recovered,
-            cleanups_run: s.cleanups_run,
-            cleanup_failures: s.cleanup_failures,
-            finalizers_run: s.finalizers_run,
-            finalizer_failures: s.finalizer_failures,
-            finalizer_timeouts: s.finalizer_timeouts,
-            tracked_bytes: s.tracked_bytes,
-            peak_active: s.peak_active,
-        };
         // SAFETY: checked non-NULL and large enough by `sized_struct!`.
-        unsafe { stats_out.write(stats) };
+        unsafe { stats_out.write(GcsStats::from(&s)) };
         Ok(())
     })
 }

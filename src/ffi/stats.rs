@@ -6,6 +6,7 @@ use crate::error::{Error, ErrorCode};
 use crate::ffi::error::GcsResult;
 use crate::ffi::handle::{GcsHandleInfo, GcsManager, handle_info_to_c};
 use crate::ffi::manager::manager_from_ptr;
+use crate::stats::Stats;
 
 /// A manager's statistics (`gcs_get_stats`). Version 1 of the struct.
 #[repr(C)]
@@ -46,6 +47,29 @@ pub struct GcsStats {
     pub peak_active: u64,
 }
 
+impl From<&Stats> for GcsStats {
+    fn from(s: &Stats) -> Self {
+        GcsStats {
+            struct_size: core::mem::size_of::<GcsStats>() as u32,
+            total_registered: s.total_registered,
+            active: s.active,
+            released: s.released,
+            invalidated: s.invalidated,
+            access_ok: s.access_ok,
+            access_rejected: s.access_rejected,
+            callback_failures: s.callback_failures,
+            panics_recovered: s.panics_recovered,
+            cleanups_run: s.cleanups_run,
+            cleanup_failures: s.cleanup_failures,
+            finalizers_run: s.finalizers_run,
+            finalizer_failures: s.finalizer_failures,
+            finalizer_timeouts: s.finalizer_timeouts,
+            tracked_bytes: s.tracked_bytes,
+            peak_active: s.peak_active,
+        }
+    }
+}
+
 /// One type's statistics within a manager (`gcs_foreach_type_stats`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -83,26 +107,8 @@ pub extern "C" fn gcs_get_stats(manager: *mut GcsManager, stats_out: *mut GcsSta
         let stats_out = sized_struct!("gcs_get_stats", stats_out, GcsStats);
         // SAFETY: the ABI requires NULL or a live manager pointer.
         let s = unsafe { manager_from_ptr(manager) }.stats();
-        let stats = GcsStats {
-            struct_size: core::mem::size_of::<GcsStats>() as u32,
-            total_registered: s.total_registered,
-            active: s.active,
-            released: s.released,
-            invalidated: s.invalidated,
-            access_ok: s.access_ok,
-            access_rejected: s.access_rejected,
-            callback_failures: s.callback_failures,
-            panics_recovered: s.panics_recovered,
-            cleanups_run: s.cleanups_run,
-            cleanup_failures: s.cleanup_failures,
-            finalizers_run: s.finalizers_run,
-            finalizer_failures: s.finalizer_failures,
-            finalizer_timeouts: s.finalizer_timeouts,
-            tracked_bytes: s.tracked_bytes,
-            peak_active: s.peak_active,
-        };
         // SAFETY: checked non-NULL and large enough by `sized_struct!`.
-        unsafe { stats_out.write(stats) };
+        unsafe { stats_out.write(GcsStats::from(&s)) };
         Ok(())
     })
 }
