@@ -28,11 +28,17 @@
 //!
 //! ## Layout
 //! * `table` (private): the lock-free handle table and its
-//!   slot state machine (`src/table/slot.rs` documents the protocol and every
-//!   memory ordering). It knows nothing of GLib.
+//!   slot state machine (`src/table/slot.rs` documents the protocol, every
+//!   memory ordering, and the inline transitions that C and Go perform on
+//!   the published table). It knows nothing of GLib.
+//! * `sync`: loom or std atomics and locks, and what fork does to a lock.
 //! * `object`: GLib/GStreamer kinds — validation, references, weak upgrades.
-//! * `handle`, `manager`, `config`, `error`: the safe Rust API.
-//! * `ffi`: the C ABI (`include/gcsafety.h`), a thin skin over the above.
+//! * `handle`, `manager`, `config`, `error`: the safe Rust API;
+//!   `registration`, `record`, `release`, `executor`: registering and
+//!   releasing; `stats`, `prometheus`: statistics (striped per thread);
+//!   `log`, `diag`: GStreamer debug logging, the debug mode, leak checkpoints.
+//! * `ffi`: the C ABI (`include/gcsafety.h`, and the table view behind
+//!   `include/gcsafety_inline.h`), a thin skin over the above.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
