@@ -12,6 +12,8 @@
 //! test command, `scripts/test.sh`, runs them with `--include-ignored`.
 //! `GCS_C_TEST=name` runs only the test whose file stem is `name`.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -23,49 +25,7 @@ enum Variant {
     Valgrind,
 }
 
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The directory holding the cdylib cargo built for this test run:
-/// `target/<profile>/deps`, next to this test binary. (Not the uplifted
-/// `target/<profile>/libgcsafety.so`, which only `cargo build` refreshes:
-/// `cargo test` rebuilds the copy in `deps/`.)
-fn library_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/c_tests-<hash>
-    let dir = exe.parent().expect("target/<profile>/deps").to_path_buf();
-    assert!(
-        dir.join("libgcsafety.so").exists(),
-        "libgcsafety.so not found in {} (cargo builds the cdylib for integration tests)",
-        dir.display()
-    );
-    // The library's soname is libgcsafety.so.0 (see build.rs): programs
-    // linked against it look for that name, as after an install.
-    let soname = dir.join("libgcsafety.so.0");
-    if std::fs::read_link(&soname).is_err() {
-        let _ = std::fs::remove_file(&soname);
-        let _ = std::os::unix::fs::symlink("libgcsafety.so", &soname);
-    }
-    dir
-}
-
-fn pkg_config(args: &[&str]) -> Vec<String> {
-    let out = Command::new("pkg-config")
-        .args(args)
-        .output()
-        .expect("pkg-config runs");
-    assert!(
-        out.status.success(),
-        "pkg-config {args:?} failed: {}\n(install libgstreamer1.0-dev: scripts/setup.sh)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
+use support::{library_dir, manifest_dir, pkg_config};
 
 fn sources() -> Vec<PathBuf> {
     let only = std::env::var("GCS_C_TEST").ok();

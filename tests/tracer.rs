@@ -12,47 +12,12 @@
 //! * an application (`tests/tracer/tracer_app.c`): action signals,
 //!   checkpoints, the SIGUSR1 dump.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `target/<profile>/deps`, where cargo put the cdylib (and staticlib) for
-/// this test run, with the soname link programs look for.
-fn library_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().expect("target/<profile>/deps").to_path_buf();
-    assert!(
-        dir.join("libgcsafety.so").exists(),
-        "no libgcsafety.so in {}",
-        dir.display()
-    );
-    let soname = dir.join("libgcsafety.so.0");
-    if std::fs::read_link(&soname).is_err() {
-        let _ = std::fs::remove_file(&soname);
-        let _ = std::os::unix::fs::symlink("libgcsafety.so", &soname);
-    }
-    dir
-}
-
-fn pkg_config(args: &[&str]) -> Vec<String> {
-    let out = Command::new("pkg-config")
-        .args(args)
-        .output()
-        .expect("pkg-config runs");
-    assert!(
-        out.status.success(),
-        "pkg-config {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
+use support::{library_dir, manifest_dir, pkg_config};
 
 /// How the built code gets gcsafety.
 #[derive(Clone, Copy, PartialEq, Eq)]
