@@ -303,6 +303,11 @@ pub(crate) fn rejection(handle: u64, refusal: Refusal, what: &str) -> Error {
                 word.count()
             ),
             Phase::Invalidated => "invalidated".to_owned(),
+            // A refusal of a live handle is the count limit: say so.
+            Phase::Live if refusal == Refusal::TooManyAccesses => format!(
+                "has too many accesses in flight ({}, the most one handle can have)",
+                word.count()
+            ),
             Phase::Live => format!("{} accesses in flight", word.count()),
             Phase::Free => return None,
         };
