@@ -747,6 +747,12 @@ misuse_fork_with_another_thread_inside_an_access (void)
     CHILD_CHECK (gcs_access_end (handle) == GCS_OK);
     CHILD_CHECK (MINI_REFCOUNT (buffer) == 1);
     CHILD_CHECK (gcs_safe_access (handle, count_call, &calls) == GCS_ERROR_RELEASED);
+    /* Under valgrind, the child's exit leak check would report the list of
+     * thread-exit destructors of the thread that does not exist here (glibc
+     * allocates it for each thread): leave by exec instead, which ends the
+     * child with no leak check (valgrind does not trace children). */
+    if (test_under_valgrind ())
+      execl ("/bin/true", "true", (char *) NULL);
     _exit (0);
   }
   check_child_exited_ok (pid);
