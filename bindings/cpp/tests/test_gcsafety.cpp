@@ -146,6 +146,10 @@ void safe_access_returns() {
   GcsHandleInfo info = handle.info();
   CHECK(std::strcmp(info.instance_name, "the-sink") == 0);
   CHECK(std::strcmp(info.type_name, "GstFakeSink") == 0);
+  // Wait for the release (set to NULL state, possibly on a library thread):
+  // the weak reference writes `finalized`, in this frame.
+  handle.unregister_sync();
+  CHECK(finalized);
 }
 
 // An exception thrown by the callable does not cross the library: the
@@ -165,6 +169,8 @@ void safe_access_rethrows() {
   CHECK(callback_failures() == failures + 1);
   CHECK(handle.is_valid()); // invalidate_on_callback_error is off by default
   CHECK(gcs::safe_access(handle, [](void *) { return 7; }) == 7);
+  handle.unregister_sync(); // the weak reference writes `finalized`, in this frame
+  CHECK(finalized);
 }
 
 // Errors carry the GcsResult and gcs_last_error()'s detail.
