@@ -189,7 +189,10 @@ fn from_raw_accepts_any_value_and_refuses_garbage() {
     }
 }
 
-unsafe extern "C" fn count_release(object: *mut core::ffi::c_void, data: *mut core::ffi::c_void) {
+unsafe extern "C-unwind" fn count_release(
+    object: *mut core::ffi::c_void,
+    data: *mut core::ffi::c_void,
+) {
     // SAFETY: `data` is the AtomicUsize of the test below, alive throughout.
     let counter = unsafe { &*(data as *const std::sync::atomic::AtomicUsize) };
     counter.fetch_add(object as usize, std::sync::atomic::Ordering::SeqCst);
