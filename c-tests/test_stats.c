@@ -8,6 +8,10 @@
 #define _GNU_SOURCE
 #include "common.h"
 
+/* Long enough never to be reached by a correct library, even on a loaded
+ * machine: the timeout of every wait that is expected to succeed. */
+#define HANG_MS 20000
+
 #define SENTINEL_VALUE 0x5e17e15e17e1ull
 
 static int
@@ -197,7 +201,7 @@ test_scripted_sequence (void)
   CHECK_STATS (stats_of (manager), e);
 
   /* Close: every registration released, and its accesses rejected. */
-  CHECK_OK (gcs_manager_close (manager, 1000));
+  CHECK_OK (gcs_manager_close (manager, HANG_MS));
   e.active = 0;
   e.released = 7;
   e.tracked_bytes = 0;
@@ -1048,6 +1052,6 @@ main (int argc, char **argv)
   RUN_TEST (test_churn);
   RUN_TEST (test_prometheus);
 
-  CHECK_OK (gcs_shutdown (5000));
+  CHECK_OK (gcs_shutdown (HANG_MS));
   TEST_PASSED ();
 }
