@@ -172,7 +172,7 @@ fn unregister_sync_inside_its_own_access_would_deadlock_and_changes_nothing() {
         })
         .unwrap();
     handle
-        .unregister_sync(Some(std::time::Duration::from_secs(1)))
+        .unregister_sync(Some(std::time::Duration::from_secs(30)))
         .unwrap();
     assert_eq!(element.ref_count(), 1);
 }
