@@ -98,6 +98,7 @@ typedef enum {
   INV_END_STATE,
   INV_RSS,
   INV_PROGRESS,
+  INV_NO_CRITICALS,
   N_INVARIANTS
 } Invariant;
 
@@ -112,6 +113,7 @@ static const char *const invariant_names[N_INVARIANTS] = {
   [INV_END_STATE] = "end: nothing active, live or unfinalized",
   [INV_RSS] = "RSS stable after warm-up",
   [INV_PROGRESS] = "every thread makes progress",
+  [INV_NO_CRITICALS] = "no GLib/GStreamer warning or critical",
 };
 
 /* ----- operations ------------------------------------------------------------ */
@@ -141,7 +143,7 @@ typedef enum {
   OP_STATS,
   OP_STALE,
   OP_FORGED,
-  OP_DROP_WEAK_OWNER,
+  OP_DROP_PROGRAM_REF,
   OP_RECYCLE_MANAGER,
   N_OPS
 } Op;
@@ -175,7 +177,7 @@ static const struct {
   [OP_STATS] = { "stats / leak report", 2 },
   [OP_STALE] = { "stale handle", 40 },
   [OP_FORGED] = { "forged handle", 30 },
-  [OP_DROP_WEAK_OWNER] = { "drop weak owner", 10 },
+  [OP_DROP_PROGRAM_REF] = { "drop program's reference", 10 },
   [OP_RECYCLE_MANAGER] = { "close+recreate manager", 0 }, /* by time, see worker */
 };
 
@@ -306,7 +308,7 @@ struct Record {
   atomic_int finalizer_set, finalizer_runs;
   atomic_int invalidated, maybe_invalidated;
   atomic_int handoffs_begun, handoffs_in_flight; /* accesses for the hand-off queue */
-  _Atomic (GObject *) weak_owner;       /* OBJ_WEAK: the program's own reference */
+  _Atomic (void *) program_ref; /* a reference of the program's own, or NULL (drop_program_ref) */
   uint64_t retired_us;
   Record *prev, *next;          /* all records (records_lock) */
   Record *retired_next;         /* the retired list (records_lock) */
@@ -482,6 +484,9 @@ object_finalized (Record * r)
   int in_flight = atomic_load (&r->in_flight);
   CHECK_INV (INV_NO_ACCESS_AT_FINALIZE, in_flight == 0, "%s #%" PRIu64 " finalized with %d accesses in flight",
       object_type_names[r->type], r->serial, in_flight);
+  CHECK_INV (INV_FINALIZED_AFTER_RELEASE, atomic_load (&r->program_ref) == NULL,
+      "%s #%" PRIu64 " finalized while the program still holds a reference of its own",
+      object_type_names[r->type], r->serial);
   GcsHandle h = atomic_load (&r->handle);
   /* A weak registration holds no reference: its object dies when its owner
    * lets go, while the handle is live; the library notices (RELEASED). */
@@ -681,15 +686,22 @@ access_allowed (const Record * r)
   return RES_OK | RES (GCS_ERROR_RELEASED) | RES (GCS_ERROR_INVALIDATED);
 }
 
-/* Drop the program's owner reference of a weak object (once). */
+/* Drop the program's own reference of the object, if it still holds one:
+ * a weak registration's owner, or for the other kinds a reference the
+ * program sometimes keeps (until the entry is done, or this is drawn as an
+ * operation). While it is held, the object must not be finalized: a library
+ * that dropped a reference it does not own (a double unref) is caught there
+ * even when the memory is not freed yet. */
 static void
-drop_weak_owner (Record * r)
+drop_program_ref (Record * r)
 {
-  if (r->type != OBJ_WEAK)
+  void *held = atomic_exchange (&r->program_ref, NULL);
+  if (held == NULL)
     return;
-  GObject *owner = atomic_exchange (&r->weak_owner, NULL);
-  if (owner)
-    g_object_unref (owner);
+  if (r->type == OBJ_BUFFER)
+    gst_buffer_unref (held);
+  else
+    g_object_unref (held);
 }
 
 /* The pool's reference of a taken entry, after its handle was released. */
@@ -699,7 +711,7 @@ entry_done (Entry e)
   if (e.record == NULL)
     return;
   bury (e.handle);
-  drop_weak_owner (e.record);
+  drop_program_ref (e.record);
   record_unref (e.record);
 }
 
@@ -748,7 +760,6 @@ do_register (Worker * w, ObjectType type)
   reg.struct_size = sizeof reg;
   reg.manager = ms->manager;
   Record *r;
-  void *ours = NULL;            /* the program's reference, dropped after registering */
   bool simple_api = false;
   switch (type) {
     case OBJ_BUFFER:{
@@ -758,7 +769,7 @@ do_register (Worker * w, ObjectType type)
       gst_buffer_fill (buffer, 0, &stamp, sizeof stamp);
       gst_mini_object_weak_ref (GST_MINI_OBJECT_CAST (buffer), mini_object_freed, r);
       r->object = buffer;
-      ours = buffer;
+      atomic_store (&r->program_ref, buffer);
       reg.kind = GCS_KIND_MINI_OBJECT;
       reg.size_bytes = gst_buffer_get_size (buffer);
       reg.type_name = "stress.Buffer";
@@ -783,7 +794,7 @@ do_register (Worker * w, ObjectType type)
         object = G_OBJECT (gst_element_factory_make ("identity", NULL));   /* floating: sunk */
       } else {
         object = g_object_new (G_TYPE_OBJECT, NULL);
-        ours = object;
+        atomic_store (&r->program_ref, object);
       }
       g_object_set_qdata (object, record_quark, r);
       g_object_weak_ref (object, gobject_finalized, r);
@@ -797,7 +808,7 @@ do_register (Worker * w, ObjectType type)
       g_object_set_qdata (object, record_quark, r);
       g_object_weak_ref (object, gobject_finalized, r);
       r->object = object;
-      atomic_store (&r->weak_owner, object);    /* kept until dropped on purpose */
+      atomic_store (&r->program_ref, object);   /* the owner: dropped on purpose, or at the end */
       reg.kind = GCS_KIND_WEAK_GOBJECT;
       break;
     }
@@ -831,12 +842,14 @@ do_register (Worker * w, ObjectType type)
   count_op ((Op) (OP_REGISTER_BUFFER + type));
 
   if (result == GCS_OK) {
+    /* Half of the time the program keeps a reference of its own. */
+    bool keep = type == OBJ_WEAK || (type != OBJ_POINTER && g_rand_boolean (w->rand));
+    if (keep && atomic_load (&r->program_ref) == NULL)
+      atomic_store (&r->program_ref, g_object_ref (r->object));        /* a sunk floating element */
     Entry old = pool_swap ((int) g_rand_int_range (w->rand, 0, (gint32) opt_pool), (Entry) { h, r });
     pthread_rwlock_unlock (&ms->lock);
-    if (ours && type == OBJ_BUFFER)
-      gst_buffer_unref (ours);
-    else if (ours)
-      g_object_unref (ours);
+    if (!keep)
+      drop_program_ref (r);
     if (old.record) {
       result = gcs_unregister (old.handle);
       unsigned allowed = RES_OK;
@@ -851,12 +864,8 @@ do_register (Worker * w, ObjectType type)
     /* Not registered: the program's references are the only ones. */
     if (type == OBJ_POINTER)
       pointee_release (r->object, r);
-    else if (type == OBJ_WEAK)
-      drop_weak_owner (r);
-    else if (type == OBJ_BUFFER)
-      gst_buffer_unref (ours);
-    else if (ours)
-      g_object_unref (ours);
+    else if (atomic_load (&r->program_ref))
+      drop_program_ref (r);
     else
       g_object_unref (g_object_ref_sink (r->object));     /* the floating element */
     record_unref (r);
@@ -1369,8 +1378,8 @@ worker_main (void *data)
       case OP_GET_INFO:
         do_get_info (e);
         break;
-      case OP_DROP_WEAK_OWNER:
-        drop_weak_owner (e.record);
+      case OP_DROP_PROGRAM_REF:
+        drop_program_ref (e.record);
         break;
       default:
         break;
@@ -1488,6 +1497,28 @@ finish (void)
   pthread_mutex_unlock (&records_lock);
 }
 
+/* ----- GLib's log: a warning or critical is a violation -------------------------------- */
+
+/* GStreamer and GLib are not built with AddressSanitizer: a double unref
+ * in the library reaches them as a critical ("assertion 'refcount > 0'
+ * failed") rather than as a sanitizer report, and a PLAYING element
+ * disposed without GST_STATE_NULL as a warning. Every message of GLib's log
+ * passes here; WARNING, CRITICAL and ERROR break this invariant. */
+static GLogWriterOutput
+log_writer (GLogLevelFlags level, const GLogField * fields, gsize n_fields, gpointer user_data)
+{
+  (void) user_data;
+  atomic_fetch_add_explicit (&counters ()->checks[INV_NO_CRITICALS], 1, memory_order_relaxed);
+  if ((level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING)) == 0)
+    return g_log_writer_default (level, fields, n_fields, user_data);
+  const char *message = "?";
+  for (gsize i = 0; i < n_fields; i++)
+    if (strcmp (fields[i].key, "MESSAGE") == 0 && fields[i].length < 0)
+      message = fields[i].value;
+  violation (INV_NO_CRITICALS, "%s", message);
+  return G_LOG_WRITER_HANDLED;
+}
+
 /* ----- main ----------------------------------------------------------------------- */
 
 static void
@@ -1546,6 +1577,7 @@ int
 main (int argc, char **argv)
 {
   GError *error = NULL;
+  g_log_set_writer_func (log_writer, NULL, NULL);
   GOptionContext *context = g_option_context_new ("- gcsafety soak/stress program");
   g_option_context_add_main_entries (context, entries, NULL);
   g_option_context_add_group (context, gst_init_get_option_group ());
@@ -1707,8 +1739,11 @@ main (int argc, char **argv)
   if (window >= 2) {
     /* Seconds between the middles of the two windows. */
     double minutes = (double) (samples - warm_index - window) / 60.0;
-    printf ("  %-28s after warm-up (%.0f s) %.1f MiB, last %d s %.1f MiB: %+.1f MiB (%+.2f MiB/min), ",
-        "RSS (medians):", warmup_s, rss_warm, window, rss_end, growth, growth / minutes);
+    printf ("  %-28s after warm-up (%.0f s) %.1f MiB, last %d s %.1f MiB: %+.1f MiB", "RSS (medians):", warmup_s,
+        rss_warm, window, rss_end, growth);
+    if (minutes >= 1)           /* a rate over less than a minute says nothing */
+      printf (" (%+.3f MiB/min)", growth / minutes);
+    printf (", ");
     if (rss_checked)
       printf ("bound %.1f MiB\n", bound);
     else
