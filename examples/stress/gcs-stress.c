@@ -1109,8 +1109,6 @@ static void
 do_set_finalizer (Entry e)
 {
   Record *r = e.record;
-  if (r->type == OBJ_WEAK)
-    return;                     /* see docs/stress.md: weak registrations get cleanups only */
   /* One finalizer per registration: a second is INVALID_ARGUMENT. The
    * flag is raised first, so that a release racing this call finds it. */
   int before = atomic_fetch_add (&r->finalizer_set, 1);
