@@ -27,7 +27,8 @@
  * unregister_sync inside its own access (GCS_ERROR_WOULD_DEADLOCK),
  * invalidate, add_cleanup, set_finalizer, is_valid (both), get_info,
  * statistics and the leak report of a manager under load, accesses of stale
- * and forged handles, dropping a weak object's owner, and closing a manager.
+ * and forged handles, dropping the program's own reference of an object (a
+ * weak one's owner), and closing a manager.
  *
  * Every object carries proof of life that an access checks: a stamp in the
  * buffer's memory, qdata on a GObject, a magic number in the struct (poisoned
@@ -1262,8 +1263,11 @@ recycle_manager (Worker * w)
     pthread_mutex_unlock (&pool_lock);
     if (ours) {
       void *object = NULL;
-      expect_result (INV_RESULT_CODES, "access_begin (closed manager)", e.handle,
-          gcs_access_begin_inline (e.handle, &object), RES (GCS_ERROR_SHUT_DOWN) | RES (GCS_ERROR_RELEASED));
+      GcsResult refused = gcs_access_begin_inline (e.handle, &object);
+      if (refused == GCS_OK)    /* a violation: end it all the same */
+        gcs_access_end (e.handle);
+      expect_result (INV_RESULT_CODES, "access_begin (closed manager)", e.handle, refused,
+          RES (GCS_ERROR_SHUT_DOWN) | RES (GCS_ERROR_RELEASED));
       entry_done (e);
     }
   }
