@@ -1591,8 +1591,9 @@ main (int argc, char **argv)
     return 2;
   }
   g_option_context_free (context);
-  if (opt_threads < 1 || opt_threads > 256 || opt_duration <= 0 || opt_pool < 1 || opt_pool > 1 << 20) {
-    fprintf (stderr, "gcs-stress: --threads 1..256, --duration > 0, --pool 1..1048576\n");
+  if (opt_threads < 1 || opt_threads > 256 || opt_duration <= 0 || opt_duration > 86400 || opt_pool < 1
+      || opt_pool > 1 << 20) {
+    fprintf (stderr, "gcs-stress: --threads 1..256, --duration 0..86400, --pool 1..1048576\n");
     return 2;
   }
   gst_init (&argc, &argv);
@@ -1647,7 +1648,7 @@ main (int argc, char **argv)
 
   /* The monitor: RSS every second, a progress line every 5 s, retired records freed. */
   double warmup_s = opt_duration / 3 < 10 ? opt_duration / 3 : 10;
-  enum { MAX_SAMPLES = 1 << 16 };
+  enum { MAX_SAMPLES = 1 << 17 };   /* one a second: 36 h (--duration is at most 24 h) */
   double *rss = g_new0 (double, MAX_SAMPLES);
   int samples = 0, warm_index = -1;
   double rss_start = rss_mib ();
@@ -1739,17 +1740,22 @@ main (int argc, char **argv)
       (uint64_t) atomic_load (&deadlock_detection_best_effort), sum_ops (OP_SYNC_IN_OWN_ACCESS), "");
   printf ("  %-28s start %.1f MiB; at the end of the run %.1f MiB\n", "RSS:", rss_start, rss_before_finish);
   if (window >= 2) {
-    /* Seconds between the middles of the two windows. */
-    double minutes = (double) (samples - warm_index - window) / 60.0;
-    printf ("  %-28s after warm-up (%.0f s) %.1f MiB, last %d s %.1f MiB: %+.1f MiB", "RSS (medians):", warmup_s,
+    printf ("  %-28s after warm-up (%.0f s) %.1f MiB, last %d s %.1f MiB: %+.1f MiB, ", "RSS (medians):", warmup_s,
         rss_warm, window, rss_end, growth);
-    if (minutes >= 1)           /* a rate over less than a minute says nothing */
-      printf (" (%+.3f MiB/min)", growth / minutes);
-    printf (", ");
     if (rss_checked)
       printf ("bound %.1f MiB\n", bound);
     else
       printf ("not enforced (%s)\n", STRESS_ASAN ? "AddressSanitizer's quarantine" : "--rss-limit-mib 0");
+    /* The trend: the second half of the run after warm-up. malloc's
+     * high-water marks grow in steps early on and then stay; a leak keeps
+     * the same slope in both halves. */
+    int middle = warm_index + after_warmup / 2;
+    double half_minutes = (double) (samples - window - middle) / 60.0;
+    if (half_minutes >= 1) {    /* a rate over less than a minute says nothing */
+      double half_growth = rss_end - median (rss + middle, window);
+      printf ("  %-28s %+.1f MiB in %.1f min (%+.3f MiB/min)\n", "RSS, second half:", half_growth, half_minutes,
+          half_growth / half_minutes);
+    }
   } else {
     printf ("  %-28s not checked: fewer than 4 samples after the warm-up of %.0f s\n", "RSS growth:", warmup_s);
   }
