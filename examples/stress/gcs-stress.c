@@ -311,6 +311,7 @@ struct Record {
   atomic_int handoffs_begun, handoffs_in_flight; /* accesses for the hand-off queue */
   _Atomic (void *) program_ref; /* a reference of the program's own, or NULL (drop_program_ref) */
   uint64_t retired_us;
+  uint64_t postponed;           /* sweeps it waited for its finalizer */
   Record *prev, *next;          /* all records (records_lock) */
   Record *retired_next;         /* the retired list (records_lock) */
 };
@@ -351,8 +352,11 @@ record_ref (Record * r)
 }
 
 /* Drop one reference; the last puts the record on the retired list, where
- * the monitor checks and frees it a second later (a margin for a library
- * thread that would still call back with it: the checks then see it). */
+ * the monitor checks and frees it RETIRE_DELAY_US later (a margin for a
+ * library thread that would still call back with it: the checks then see
+ * it; see also awaiting_finalizer). */
+#define RETIRE_DELAY_US 100000
+
 static void
 record_unref (Record * r)
 {
@@ -394,7 +398,19 @@ record_check_final (Record * r)
       object_type_names[r->type], r->serial, set, atomic_load (&r->invalidated), runs);
 }
 
-/* Free the records retired at least `age_us` ago (all with 0). */
+/* Whether the library may still call r's finalizer: a weak registration's
+ * finalizer runs on the executor after its object died and the handle was
+ * unregistered, when nothing of the program refers to the record any more. */
+static bool
+awaiting_finalizer (Record * r)
+{
+  return r->type == OBJ_WEAK && atomic_load (&r->finalizer_set) && !atomic_load (&r->maybe_invalidated)
+      && atomic_load (&r->finalizer_runs) == 0;
+}
+
+/* Free the records retired at least `age_us` ago (all with 0: at the end,
+ * after gcs_shutdown). A record still awaiting its finalizer waits longer,
+ * up to 30 s; then the checks say the finalizer never ran. */
 static void
 sweep_retired (uint64_t age_us)
 {
@@ -409,6 +425,18 @@ sweep_retired (uint64_t age_us)
     retired_head = r->retired_next;
     if (retired_head == NULL)
       retired_tail = NULL;
+    if (age_us > 0 && r->postponed < 30000000 / age_us && awaiting_finalizer (r)) {
+      r->postponed++;
+      r->retired_us = now;      /* to the tail again: the loop stops there */
+      r->retired_next = NULL;
+      if (retired_tail)
+        retired_tail->retired_next = r;
+      else
+        retired_head = r;
+      retired_tail = r;
+      pthread_mutex_unlock (&records_lock);
+      continue;
+    }
     if (r->prev)
       r->prev->next = r->next;
     else
@@ -1655,7 +1683,7 @@ main (int argc, char **argv)
   uint64_t last_ops = 0, last_report = start;
   for (int tick = 1; !atomic_load (&stopping); tick++) {
     g_usleep (100000);
-    sweep_retired (1000000);
+    sweep_retired (RETIRE_DELAY_US);
     uint64_t now = now_us ();
     double elapsed = (double) (now - start) / 1e6;
     if (elapsed >= opt_duration)
