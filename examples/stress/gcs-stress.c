@@ -306,9 +306,9 @@ struct Record {
   atomic_int in_flight;         /* this program's accesses of the object now */
   atomic_int finalized;         /* times its finalization notify ran */
   atomic_int cleanups_added, cleanups_run;
-  atomic_int finalizer_set, finalizer_runs;
+  atomic_int finalizer_set, finalizer_runs;    /* set: successful gcs_set_finalizer calls */
   atomic_int invalidated, maybe_invalidated;
-  atomic_int handoffs_begun, handoffs_in_flight; /* accesses for the hand-off queue */
+  atomic_int handoffs_begun;    /* accesses begun for the hand-off queue */
   _Atomic (void *) program_ref; /* a reference of the program's own, or NULL (drop_program_ref) */
   uint64_t retired_us;
   uint64_t postponed;           /* sweeps it waited for its finalizer */
@@ -974,7 +974,6 @@ end_one_handoff (GRand * rand)
   GcsResult result = rand && g_rand_boolean (rand) ? gcs_access_end_inline (item.handle)
       : gcs_access_end (item.handle);
   expect_result (INV_RESULT_CODES, "access_end (hand-off)", item.handle, result, RES_OK);
-  atomic_fetch_sub (&item.record->handoffs_in_flight, 1);
   record_unref (item.record);
   return true;
 }
@@ -990,7 +989,6 @@ do_handoff_begin (Worker * w, Entry e)
   if (result != GCS_OK)
     return;
   atomic_fetch_add (&r->handoffs_begun, 1);
-  atomic_fetch_add (&r->handoffs_in_flight, 1);
   atomic_fetch_add (&r->in_flight, 1);
   check_alive (r, object, "begin of an access ended on another thread");
   record_ref (r);               /* the queue's pin */
@@ -1001,7 +999,6 @@ do_handoff_begin (Worker * w, Entry e)
   pthread_mutex_unlock (&handoff_lock);
   if (full) {                   /* end it here after all */
     atomic_fetch_sub (&r->in_flight, 1);
-    atomic_fetch_sub (&r->handoffs_in_flight, 1);
     expect_result (INV_RESULT_CODES, "access_end", e.handle, gcs_access_end (e.handle), RES_OK);
     record_unref (r);
   }
@@ -1079,25 +1076,29 @@ do_unregister_in_access (Entry e)
  * access of that handle, which is exact unless several threads did. Then
  * the note may reach this thread and remove its own entry, and
  * unregister_sync waits for its own access (GCS_ERROR_TIMEOUT, the handle
- * unregistered). That is allowed, and counted apart, only when an access of
- * the same object was begun elsewhere for the hand-off queue meanwhile. */
+ * unregistered). A note misattributed earlier can also wait in this
+ * thread's mailbox and remove the entry of a later access. So TIMEOUT is
+ * allowed, and counted apart, only for a handle that ever had an access
+ * begun for the hand-off queue (ended on another thread); for every other
+ * handle anything but WOULD_DEADLOCK is a violation. */
 static atomic_uint_fast64_t deadlock_detection_best_effort;
+static atomic_uint_fast64_t deadlock_detection_strict;  /* on handles never handed off */
+static atomic_uint_fast64_t deadlock_detection_lenient; /* on handles once handed off */
 
 static void
 do_sync_in_own_access (Entry e)
 {
   Record *r = e.record;
   void *object;
-  int handoffs_before = atomic_load (&r->handoffs_begun);
-  int handoffs_in_flight = atomic_load (&r->handoffs_in_flight);
   GcsResult result = gcs_access_begin (e.handle, &object);
   expect_for (r, "access_begin", e.handle, result, access_allowed (r));
   unsigned unregister_allowed = RES_OK | (r->type == OBJ_WEAK ? RES (GCS_ERROR_RELEASED) : 0);
   if (result == GCS_OK) {
     atomic_fetch_add (&r->in_flight, 1);
     result = gcs_unregister_sync (e.handle, 100);
-    bool several_threads = handoffs_in_flight > 0 || atomic_load (&r->handoffs_begun) != handoffs_before;
-    if (result == GCS_ERROR_TIMEOUT && several_threads) {
+    bool handed_off = atomic_load (&r->handoffs_begun) > 0;
+    atomic_fetch_add (handed_off ? &deadlock_detection_lenient : &deadlock_detection_strict, 1);
+    if (result == GCS_ERROR_TIMEOUT && handed_off) {
       atomic_fetch_add (&deadlock_detection_best_effort, 1);
       unregister_allowed = RES (GCS_ERROR_RELEASED);    /* it did unregister */
     } else {
@@ -1138,17 +1139,16 @@ static void
 do_set_finalizer (Entry e)
 {
   Record *r = e.record;
-  /* One finalizer per registration: a second is INVALID_ARGUMENT. The
-   * flag is raised first, so that a release racing this call finds it. */
-  int before = atomic_fetch_add (&r->finalizer_set, 1);
+  /* One finalizer per registration: a second is INVALID_ARGUMENT. (The
+   * record outlives the finalizer's run: this operation pins it, and the
+   * checks of record_check_final come after every pin is gone.) */
   GcsResult result = gcs_set_finalizer (e.handle, finalizer_cb, r);
-  unsigned allowed = RES (GCS_ERROR_RELEASED);
-  allowed |= RES_OK | RES (GCS_ERROR_INVALID_ARGUMENT);
+  unsigned allowed = RES_OK | RES (GCS_ERROR_RELEASED) | RES (GCS_ERROR_INVALID_ARGUMENT);
   expect_for (r, "set_finalizer", e.handle, result, allowed);
-  if (result == GCS_OK)
-    CHECK_INV (INV_RESULT_CODES, before == 0, "a second set_finalizer on 0x%016" PRIx64 " succeeded", e.handle);
-  else
-    atomic_fetch_sub (&r->finalizer_set, 1);
+  if (result == GCS_OK) {
+    int set = atomic_fetch_add (&r->finalizer_set, 1) + 1;
+    CHECK_INV (INV_RESULT_CODES, set == 1, "set_finalizer on 0x%016" PRIx64 " succeeded %d times", e.handle, set);
+  }
 }
 
 static void
@@ -1734,7 +1734,9 @@ main (int argc, char **argv)
     rss_end = median (rss + samples - window, window);
     growth = rss_end - rss_warm;
     bound = opt_rss_limit_mib >= 0 ? opt_rss_limit_mib : 32 + 0.25 * rss_warm;
-    rss_checked = bound > 0 && !STRESS_ASAN;
+    /* Enforced from 30 s on: the warm-up of a shorter run is too short
+     * for malloc's arenas to settle (reported all the same). */
+    rss_checked = bound > 0 && !STRESS_ASAN && opt_duration >= 30;
     if (rss_checked)
       CHECK_INV (INV_RSS, growth <= bound, "RSS grew %.1f MiB after warm-up (%.1f -> %.1f MiB), bound %.1f MiB",
           growth, rss_warm, rss_end, bound);
@@ -1763,9 +1765,10 @@ main (int argc, char **argv)
   printf ("  %-28s %" PRIu64 " of %" PRIu64 "\n", "objects finalized:", sum_objects (objects_finalized),
       sum_objects (objects_created));
   printf ("  %-28s %" PRIu64 "\n", "managers recycled:", (uint64_t) atomic_load (&managers_recycled));
-  printf ("  %-28s %" PRIu64 " of %" PRIu64 " (GCS_ERROR_TIMEOUT: another thread had begun an access of the handle;\n"
-      "  %-28s the README's documented best effort)\n", "deadlock detection missed:",
-      (uint64_t) atomic_load (&deadlock_detection_best_effort), sum_ops (OP_SYNC_IN_OWN_ACCESS), "");
+  printf ("  %-28s %" PRIu64 " on handles never handed off (WOULD_DEADLOCK required), %" PRIu64 " on handles\n"
+      "  %-28s once handed off (best effort, as documented): %" PRIu64 " of those timed out\n",
+      "unregister_sync in access:", (uint64_t) atomic_load (&deadlock_detection_strict),
+      (uint64_t) atomic_load (&deadlock_detection_lenient), "", (uint64_t) atomic_load (&deadlock_detection_best_effort));
   printf ("  %-28s start %.1f MiB; at the end of the run %.1f MiB\n", "RSS:", rss_start, rss_before_finish);
   if (window >= 2) {
     printf ("  %-28s after warm-up (%.0f s) %.1f MiB, last %d s %.1f MiB: %+.1f MiB, ", "RSS (medians):", warmup_s,
@@ -1773,7 +1776,8 @@ main (int argc, char **argv)
     if (rss_checked)
       printf ("bound %.1f MiB\n", bound);
     else
-      printf ("not enforced (%s)\n", STRESS_ASAN ? "AddressSanitizer's quarantine" : "--rss-limit-mib 0");
+      printf ("not enforced (%s)\n", STRESS_ASAN ? "AddressSanitizer's quarantine"
+          : opt_duration < 30 ? "a run shorter than 30 s" : "--rss-limit-mib 0");
     /* The trend: the second half of the run after warm-up. malloc's
      * high-water marks grow in steps early on and then stay; a leak keeps
      * the same slope in both halves. */
