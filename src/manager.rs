@@ -133,6 +133,15 @@ fn registry() -> &'static Mutex<Vec<Weak<ManagerInner>>> {
 }
 
 impl ManagerInner {
+    /// A manager owned through its `Arc` alone, as the C ABI's
+    /// `GcsManager *` is (no [`Manager`] wrapper, whose Drop would close it):
+    /// freed when the last strong count goes. The configuration is checked
+    /// first.
+    pub(crate) fn new_owned(config: Config) -> Result<Arc<ManagerInner>> {
+        config.validate()?;
+        Ok(ManagerInner::start(config, false))
+    }
+
     fn start(config: Config, is_default: bool) -> Arc<ManagerInner> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         #[cfg(not(loom))]

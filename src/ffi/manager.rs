@@ -70,10 +70,8 @@ pub extern "C" fn gcs_manager_new(
             unsafe { (*config).to_config()? }
         };
         config.validate()?;
-        let manager = crate::Manager::new(config)?;
-        let raw = Arc::into_raw(manager.inner.clone());
-        // `Manager`'s Drop would close it: the C caller owns it now.
-        std::mem::forget(manager);
+        // The C caller owns the only strong count; gcs_manager_free drops it.
+        let raw = Arc::into_raw(ManagerInner::new_owned(config)?);
         // SAFETY: checked non-NULL; the ABI requires it writable.
         unsafe { manager_out.write(raw.cast_mut().cast()) };
         Ok(())
@@ -122,4 +120,31 @@ pub extern "C" fn gcs_manager_free(manager: *mut GcsManager) {
 #[unsafe(no_mangle)]
 pub extern "C" fn gcs_shutdown(timeout_ms: u32) -> GcsResult {
     ffi_result!({ manager::shutdown(timeout(timeout_ms)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// gcs_manager_free drops the manager's last strong count: nothing keeps
+    /// a freed manager's state (a program that creates and frees managers in
+    /// a loop, as the stress program does, must not grow).
+    #[test]
+    fn a_freed_manager_is_dropped() {
+        let mut raw: *mut GcsManager = std::ptr::null_mut();
+        assert_eq!(
+            gcs_manager_new(std::ptr::null(), &mut raw),
+            GcsResult::GCS_OK
+        );
+        // SAFETY: `raw` is from gcs_manager_new and not yet freed; the
+        // ManuallyDrop keeps the caller's count for gcs_manager_free.
+        let weak = unsafe {
+            let owned =
+                std::mem::ManuallyDrop::new(Arc::from_raw(raw.cast_const().cast::<ManagerInner>()));
+            Arc::downgrade(&owned)
+        };
+        assert_eq!(weak.strong_count(), 1);
+        gcs_manager_free(raw);
+        assert_eq!(weak.strong_count(), 0);
+    }
 }
