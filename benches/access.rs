@@ -82,10 +82,10 @@ use sharded_slab::Slab;
 
 // ----- the callback every design calls --------------------------------------
 
-type Callback = unsafe extern "C" fn(object: *mut c_void, user_data: *mut c_void) -> c_int;
+type Callback = unsafe extern "C-unwind" fn(object: *mut c_void, user_data: *mut c_void) -> c_int;
 
 /// The access callback: a trivial, opaque use of its arguments.
-extern "C" fn callback(object: *mut c_void, user_data: *mut c_void) -> c_int {
+extern "C-unwind" fn callback(object: *mut c_void, user_data: *mut c_void) -> c_int {
     black_box(object);
     black_box(user_data);
     0
@@ -786,7 +786,7 @@ fn access_group(c: &mut Criterion, fx: &Fixture, mode: Mode, clock: Clock) {
     run.finish();
 }
 
-extern "C" fn noop_release(_object: *mut c_void, _user_data: *mut c_void) {}
+extern "C-unwind" fn noop_release(_object: *mut c_void, _user_data: *mut c_void) {}
 
 /// Measure `op` on this thread with `clock` (the one-thread loop of `Mode::run`).
 fn run_single<R>(b: &mut Bencher<'_>, clock: Clock, op: impl Fn() -> R + Sync) {

@@ -29,7 +29,8 @@ next_sequence (void)
 typedef struct
 {
   int fail_first;               /* non-zero result for the first N attempts; -1: always */
-  unsigned sleep_ms;            /* per attempt */
+  TestGate *hold;               /* if set, the first attempt blocks until it reaches 1 */
+  unsigned sleep_ms;            /* per attempt: slow work, never relied on for timing */
   gint attempts;
   gint returned;                /* set as the last attempt returns */
   int first_sequence;
@@ -73,7 +74,7 @@ finalizer_fn (void *object, void *user_data)
     f->refcount_inside = object ? OBJECT_REFCOUNT (object) : -1;
     if (f->reenter) {
       const uint64_t start = test_now_ms ();
-      f->own_sync = gcs_unregister_sync (f->self, 5000);
+      f->own_sync = gcs_unregister_sync (f->self, HANG_MS);
       f->own_sync_ms = test_now_ms () - start;
       f->own_access = gcs_safe_access (f->self, never, NULL);
       f->own_unregister = gcs_unregister (f->self);
@@ -86,6 +87,8 @@ finalizer_fn (void *object, void *user_data)
       f->stats_result = gcs_get_stats (NULL, &stats);
     }
   }
+  if (f->hold != NULL && attempt == 1)
+    gate_wait (f->hold, 1);
   if (f->sleep_ms)
     g_usleep (f->sleep_ms * 1000);
   const gboolean fail = f->fail_first < 0 || attempt <= f->fail_first;
@@ -173,12 +176,6 @@ manager_with (gboolean safety, uint32_t retries, uint32_t timeout_ms)
   return manager;
 }
 
-static unsigned
-scaled_ms (unsigned ms)
-{
-  return test_slow_run ()? ms * 2 : ms;
-}
-
 /* Threads named by the library, seen while a finalizer hung (checked at
  * the end, so that the other checks run whatever the executor is). */
 static int library_threads_while_hanging = -1;
@@ -201,20 +198,27 @@ test_no_library_thread_before_a_finalizer (void)
 static void
 test_runs_after_cleanups_on_a_library_thread (void)
 {
-  GcsManager *manager = manager_with (TRUE, 3, 5000);
+  GcsManager *manager = manager_with (TRUE, 3, HANG_MS);
   Tracked t;
   register_tracked (&t, manager, "finalized");
   Cleanup c[2];
   memset (c, 0, sizeof c);
   Finalizer f;
   finalizer_init (&f, t.handle, &t.alive);
-  f.sleep_ms = 50;
+  TestGate hold;
+  gate_init (&hold);
+  f.hold = &hold;
   CHECK_OK (gcs_add_cleanup (t.handle, cleanup_fn, &c[0]));
   CHECK_OK (gcs_set_finalizer (t.handle, finalizer_fn, &f));
   CHECK_OK (gcs_add_cleanup (t.handle, cleanup_fn, &c[1]));     /* added after: still before */
   CHECK_OK (gcs_unregister (t.handle));
   CHECK (c[0].calls == 1 && c[1].calls == 1);
   CHECK (pthread_equal (c[0].thread, pthread_self ()));
+  /* While the finalizer runs (held until released), the object is alive. */
+  POLL_UNTIL (g_atomic_int_get (&f.attempts) == 1, HANG_MS);
+  CHECK (g_atomic_int_get (&f.attempts) == 1);
+  CHECK (!IS_FINALIZED (&t));
+  gate_set (&hold, 1);
   POLL_UNTIL (g_atomic_int_get (&f.returned), HANG_MS);
   CHECK (f.returned && f.attempts == 1);
   CHECK (!pthread_equal (f.thread, pthread_self ()));
@@ -231,6 +235,7 @@ test_runs_after_cleanups_on_a_library_thread (void)
   CHECK (s.released == 1 && s.active == 0 && s.cleanups_run == 2);
   CHECK_RESULT (gcs_unregister (t.handle), GCS_ERROR_RELEASED);
   CHECK (f.attempts == 1);
+  gate_clear (&hold);
 
   /* The finalizer may call gcs_ functions, on its own handle too. */
   register_tracked (&t, manager, "reentering");
@@ -241,7 +246,7 @@ test_runs_after_cleanups_on_a_library_thread (void)
   POLL_UNTIL (g_atomic_int_get (&f.returned), HANG_MS);
   CHECK (f.returned);
   CHECK_RESULT (f.own_sync, GCS_ERROR_RELEASED);
-  CHECK (f.own_sync_ms < 2500);
+  CHECK (f.own_sync_ms < HANG_MS / 2);  /* did not wait for itself */
   CHECK_RESULT (f.own_access, GCS_ERROR_RELEASED);
   CHECK_RESULT (f.own_unregister, GCS_ERROR_RELEASED);
   CHECK_OK (f.register_other);
@@ -271,7 +276,7 @@ test_runs_after_cleanups_on_a_library_thread (void)
 static void
 test_unregister_sync_waits_for_the_finalizer (void)
 {
-  GcsManager *manager = manager_with (TRUE, 3, 5000);
+  GcsManager *manager = manager_with (TRUE, 3, HANG_MS);
   Tracked t;
   register_tracked (&t, manager, "sync-finalized");
   Finalizer f;
@@ -288,7 +293,7 @@ test_unregister_sync_waits_for_the_finalizer (void)
 static void
 test_close_waits_for_finalizers (void)
 {
-  GcsManager *manager = manager_with (TRUE, 3, 5000);
+  GcsManager *manager = manager_with (TRUE, 3, HANG_MS);
   Tracked t[2];
   Finalizer f[2];
   for (int i = 0; i < 2; i++) {
@@ -310,7 +315,7 @@ static void
 test_retries (void)
 {
   /* Fails twice, then succeeds: 3 attempts, run once, no failure. */
-  GcsManager *manager = manager_with (TRUE, 3, 5000);
+  GcsManager *manager = manager_with (TRUE, 3, HANG_MS);
   Tracked t;
   register_tracked (&t, manager, "retried");
   Finalizer f;
@@ -342,7 +347,7 @@ test_retries (void)
   gcs_manager_free (manager);
 
   /* No retries. */
-  manager = manager_with (TRUE, 0, 5000);
+  manager = manager_with (TRUE, 0, HANG_MS);
   register_tracked (&t, manager, "no-retry");
   finalizer_init (&f, t.handle, &t.alive);
   f.fail_first = -1;
@@ -363,25 +368,27 @@ test_retries (void)
 static void
 test_hanging_finalizer (void)
 {
-  const unsigned hang_ms = scaled_ms (1500);
-  GcsManager *manager = manager_with (TRUE, 3, 100);
+  const unsigned timeout_ms = 100;
+  GcsManager *manager = manager_with (TRUE, 3, timeout_ms);
   Tracked slow, quick;
   Finalizer fs, fq;
   register_tracked (&slow, manager, "hanging");
   register_tracked (&quick, manager, "quick");
   finalizer_init (&fs, slow.handle, &slow.alive);
   finalizer_init (&fq, quick.handle, &quick.alive);
-  fs.sleep_ms = hang_ms;
+  TestGate hang;                /* the slow finalizer blocks until this is set */
+  gate_init (&hang);
+  fs.hold = &hang;
   CHECK_OK (gcs_set_finalizer (slow.handle, finalizer_fn, &fs));
   CHECK_OK (gcs_set_finalizer (quick.handle, finalizer_fn, &fq));
 
   const uint64_t start = test_now_ms ();
   CHECK_OK (gcs_unregister (slow.handle));
   POLL_UNTIL (g_atomic_int_get (&fs.attempts) == 1, HANG_MS);
-  /* Counted as timed out while it still runs. */
-  POLL_UNTIL (stats_of (manager).finalizer_timeouts == 1, hang_ms * 2 / 3);
+  /* Counted as timed out while it still runs, not before its timeout. */
+  POLL_UNTIL (stats_of (manager).finalizer_timeouts == 1, HANG_MS);
+  CHECK (test_now_ms () - start >= timeout_ms);
   CHECK (!g_atomic_int_get (&fs.returned));
-  CHECK (test_now_ms () - start < hang_ms);
   library_threads_while_hanging = count_threads_with_prefix (LIBRARY_THREAD_PREFIX);
   CHECK (stats_of (manager).finalizer_timeouts == 1);
   CHECK (!IS_FINALIZED (&slow));        /* its reference is held until it returns */
@@ -395,7 +402,10 @@ test_hanging_finalizer (void)
   CHECK (IS_FINALIZED (&quick));
   CHECK (!IS_FINALIZED (&slow));
 
-  /* The hanging one finishes on its own; only then is its reference dropped. */
+  /* The hanging one finishes when released; only then is its reference
+   * dropped. */
+  CHECK (!g_atomic_int_get (&fs.returned));
+  gate_set (&hang, 1);
   POLL_UNTIL (g_atomic_int_get (&fs.returned), HANG_MS);
   CHECK (fs.returned && fs.attempts == 1 && fs.alive_at_return);
   POLL_UNTIL (IS_FINALIZED (&slow), HANG_MS);
@@ -404,6 +414,7 @@ test_hanging_finalizer (void)
   POLL_UNTIL (stats_of (manager).finalizers_run == 2, HANG_MS);
   GcsStats s = stats_of (manager);
   CHECK (s.finalizers_run == 2 && s.finalizer_timeouts == 1 && s.finalizer_failures == 0);
+  gate_clear (&hang);
   gcs_manager_free (manager);
 }
 
@@ -449,7 +460,7 @@ test_skipped_after_invalidate (void)
 static void
 test_set_finalizer_checks (void)
 {
-  GcsManager *manager = manager_with (FALSE, 3, 5000);
+  GcsManager *manager = manager_with (FALSE, 3, HANG_MS);
   Tracked t;
   register_tracked (&t, manager, "checked");
   Finalizer first, second;
@@ -503,7 +514,7 @@ holder_thread (void *data)
 static void
 test_without_finalizer_safety (void)
 {
-  GcsManager *manager = manager_with (FALSE, 3, 5000);
+  GcsManager *manager = manager_with (FALSE, 3, HANG_MS);
   Tracked t;
   register_tracked (&t, manager, "inline");
   Cleanup c;
@@ -566,16 +577,22 @@ test_shutdown_joins_the_executor (void)
   register_tracked (&t, NULL, "running-at-shutdown");
   Finalizer f;
   finalizer_init (&f, t.handle, &t.alive);
-  f.sleep_ms = 400;
+  TestGate hold;
+  gate_init (&hold);
+  f.hold = &hold;
+  f.sleep_ms = 100;             /* still working a moment after it is released */
   CHECK_OK (gcs_set_finalizer (t.handle, finalizer_fn, &f));
   CHECK_OK (gcs_unregister (t.handle));
   POLL_UNTIL (g_atomic_int_get (&f.attempts) == 1, HANG_MS);
-  CHECK_RESULT (gcs_shutdown (20), GCS_ERROR_TIMEOUT);
+  CHECK (g_atomic_int_get (&f.attempts) == 1);
+  CHECK_RESULT (gcs_shutdown (20), GCS_ERROR_TIMEOUT);   /* held: it cannot finish */
   CHECK (!g_atomic_int_get (&f.returned));
+  gate_set (&hold, 1);
   CHECK_OK (gcs_shutdown (HANG_MS));
   CHECK (g_atomic_int_get (&f.returned));
   CHECK (IS_FINALIZED (&t));
   CHECK (count_threads_with_prefix (LIBRARY_THREAD_PREFIX) == 0);
+  gate_clear (&hold);
 
   /* The library works afterwards, finalizers included, and a final
    * shutdown leaves no thread. */

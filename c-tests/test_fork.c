@@ -7,6 +7,12 @@
 #define _GNU_SOURCE
 #include "common.h"
 
+/* Long enough never to be reached by a correct library, even on a loaded
+ * machine: the timeout of every wait that is expected to succeed. */
+#define HANG_MS 20000
+/* A child's deadlock guard, in seconds: longer than HANG_MS. */
+#define CHILD_DEADLINE_S 30
+
 #include <errno.h>
 #include <sys/wait.h>
 
@@ -107,7 +113,7 @@ static void
 child (const Inherited * inherited)
 {
   signal (SIGALRM, SIG_DFL);
-  alarm (10);                   /* a deadlock kills the child: the parent sees SIGALRM */
+  alarm (CHILD_DEADLINE_S);     /* a deadlock kills the child: the parent sees SIGALRM */
   /* New registrations in the default manager. */
   for (int i = 0; i < 3; i++) {
     GstBuffer *buffer = gst_buffer_new ();
@@ -135,7 +141,7 @@ child (const Inherited * inherited)
   registration.release_data = &releases;
   GcsHandle handle;
   CHILD_CHECK (gcs_register_full (&registration, &handle) == GCS_OK);
-  CHILD_CHECK (gcs_unregister_sync (handle, 5000) == GCS_OK);
+  CHILD_CHECK (gcs_unregister_sync (handle, HANG_MS) == GCS_OK);
   CHILD_CHECK (releases == 1);
   /* A manager of its own, closed and freed. */
   GcsManager *manager = NULL;
@@ -144,7 +150,7 @@ child (const Inherited * inherited)
   registration = registration_for (manager, GCS_KIND_MINI_OBJECT, buffer);
   CHILD_CHECK (gcs_register_full (&registration, &handle) == GCS_OK);
   CHILD_CHECK (gcs_safe_access (handle, touch, NULL) == GCS_OK);
-  CHILD_CHECK (gcs_manager_close (manager, 5000) == GCS_OK);
+  CHILD_CHECK (gcs_manager_close (manager, HANG_MS) == GCS_OK);
   CHILD_CHECK (MINI_REFCOUNT (buffer) == 1);
   CHILD_CHECK (gcs_safe_access (handle, touch, NULL) == GCS_ERROR_SHUT_DOWN);
   gcs_manager_free (manager);
@@ -153,7 +159,7 @@ child (const Inherited * inherited)
   CHILD_CHECK (gcs_register_full (&registration, &handle) == GCS_OK);
   gint finalized = 0;
   CHILD_CHECK (gcs_set_finalizer (handle, set_flag, &finalized) == GCS_OK);
-  CHILD_CHECK (gcs_unregister_sync (handle, 5000) == GCS_OK);
+  CHILD_CHECK (gcs_unregister_sync (handle, HANG_MS) == GCS_OK);
   CHILD_CHECK (g_atomic_int_get (&finalized) == 1);
   CHILD_CHECK (MINI_REFCOUNT (buffer) == 1);
   gst_buffer_unref (buffer);
@@ -215,10 +221,10 @@ test_fork_while_hammering (void)
   CHECK_OK (gcs_register (element, NULL, &handle));
   gint finalized = 0;
   CHECK_OK (gcs_set_finalizer (handle, set_flag, &finalized));
-  CHECK_OK (gcs_unregister_sync (handle, 5000));
+  CHECK_OK (gcs_unregister_sync (handle, HANG_MS));
   CHECK (g_atomic_int_get (&finalized));
   if (quiet_forks)
-    CHECK_OK (gcs_shutdown (5000));
+    CHECK_OK (gcs_shutdown (HANG_MS));
 
   /* Registered before the fork, used in the children. */
   Inherited inherited;
@@ -288,8 +294,8 @@ test_fork_inside_an_access (void)
   CHECK (pid >= 0);
   if (pid == 0) {
     signal (SIGALRM, SIG_DFL);
-    alarm (10);
-    CHILD_CHECK (gcs_unregister_sync (handle, 5000) == GCS_ERROR_WOULD_DEADLOCK);
+    alarm (CHILD_DEADLINE_S);
+    CHILD_CHECK (gcs_unregister_sync (handle, HANG_MS) == GCS_ERROR_WOULD_DEADLOCK);
     CHILD_CHECK (gcs_unregister (handle) == GCS_OK);
     CHILD_CHECK (gcs_access_end (handle) == GCS_OK);
     CHILD_CHECK (gcs_safe_access (handle, touch, NULL) == GCS_ERROR_RELEASED);
@@ -322,6 +328,6 @@ main (int argc, char **argv)
   RUN_TEST (test_fork_while_hammering);
   RUN_TEST (test_fork_inside_an_access);
 
-  CHECK_OK (gcs_shutdown (5000));
+  CHECK_OK (gcs_shutdown (HANG_MS));
   TEST_PASSED ();
 }

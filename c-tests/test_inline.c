@@ -5,6 +5,10 @@
  * unregisters and slot reuse (run under ASan+UBSan and valgrind too). */
 #include "common.h"
 
+/* Long enough never to be reached by a correct library, even on a loaded
+ * machine: the timeout of every wait that is expected to succeed. */
+#define HANG_MS 20000
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -331,7 +335,7 @@ test_threads_race_unregister_and_reuse (void)
   CHECK (stats.active == 0 && stats.released == (uint64_t) race.created);
   printf ("  %d accesses, %d stale rejected, %d buffers\n", race.accesses, race.rejected,
       race.created);
-  CHECK_OK (gcs_manager_close (race.manager, 1000));
+  CHECK_OK (gcs_manager_close (race.manager, HANG_MS));
   gcs_manager_free (race.manager);
 }
 

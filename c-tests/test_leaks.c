@@ -63,8 +63,8 @@ child_leaks (uint32_t leak_one_flags, gboolean close_default)
   fflush (stdout);
   g_usleep (60 * 1000);         /* an age to report */
   if (close_default)
-    CHECK_OK (gcs_manager_close (NULL, 1000));
-  CHECK_OK (gcs_shutdown (5000));
+    CHECK_OK (gcs_manager_close (NULL, HANG_MS));
+  CHECK_OK (gcs_shutdown (HANG_MS));
   gcs_manager_free (other);
   return 0;
 }
@@ -74,7 +74,7 @@ child_no_leaks (void)
 {
   GcsHandle handle = child_register (NULL, "fakesink", "released", 0);
   CHECK_OK (gcs_unregister (handle));
-  CHECK_OK (gcs_shutdown (5000));
+  CHECK_OK (gcs_shutdown (HANG_MS));
   return 0;
 }
 
@@ -132,7 +132,7 @@ child_log_config (void)
   g_object_unref (object);
   CHECK_OK (gcs_unregister (handle));
   gcs_manager_free (manager);
-  CHECK_OK (gcs_shutdown (5000));
+  CHECK_OK (gcs_shutdown (HANG_MS));
   return 0;
 }
 

@@ -102,6 +102,8 @@ typedef struct
   GcsResult begin_result;
   GcsResult end_result;
   unsigned delay_ms;            /* wait this long after go_end before ending */
+  gboolean end_after_unregister;        /* after go_end, wait until the handle is
+                                         * no longer valid (someone unregistered it) */
   TestGate began;
   TestGate go_end;
   gint ending;                  /* set just before gcs_access_end */
@@ -119,6 +121,10 @@ holder_thread (void *data)
   gate_wait (&h->go_end, 1);
   if (h->delay_ms)
     g_usleep (h->delay_ms * 1000);
+  if (h->end_after_unregister) {
+    POLL_UNTIL (!gcs_is_valid (h->handle), HANG_MS);
+    CHECK (!gcs_is_valid (h->handle));
+  }
   g_atomic_int_set (&h->ending, 1);
   h->end_result = gcs_access_end (h->handle);
   return NULL;
@@ -478,7 +484,7 @@ sync_inside (void *object, void *user_data)
 {
   SyncInside *s = user_data;
   const uint64_t start = test_now_ms ();
-  s->sync_result = gcs_unregister_sync (s->t->handle, 5000);
+  s->sync_result = gcs_unregister_sync (s->t->handle, HANG_MS);
   s->elapsed_ms = test_now_ms () - start;
   s->valid_after = gcs_is_valid (s->t->handle);
   s->state_after = info_of (s->t->handle).state;
@@ -492,10 +498,10 @@ test_unregister_sync (void)
   /* No access: the release has happened when it returns. */
   Tracked t;
   register_tracked (&t, "fakesink", "sync-idle");
-  CHECK_OK (gcs_unregister_sync (t.handle, 1000));
+  CHECK_OK (gcs_unregister_sync (t.handle, HANG_MS));
   CHECK (FINALIZED_COUNT (&t.finalized) == 1);
   CHECK (pthread_equal (t.finalized.thread, pthread_self ()));
-  CHECK_RESULT (gcs_unregister_sync (t.handle, 1000), GCS_ERROR_RELEASED);
+  CHECK_RESULT (gcs_unregister_sync (t.handle, HANG_MS), GCS_ERROR_RELEASED);
 
   /* Inside its own access on this thread: WOULD_DEADLOCK, at once, and
    * nothing changed. */
@@ -505,7 +511,7 @@ test_unregister_sync (void)
   s.t = &t;
   CHECK_OK (gcs_safe_access (t.handle, sync_inside, &s));
   CHECK_RESULT (s.sync_result, GCS_ERROR_WOULD_DEADLOCK);
-  CHECK (s.elapsed_ms < 2500);  /* did not wait for its 5 s timeout */
+  CHECK (s.elapsed_ms < HANG_MS / 2);   /* did not wait for its timeout */
   CHECK (s.valid_after);
   CHECK (s.state_after == GCS_STATE_LIVE);
   CHECK (s.alive_after);
@@ -517,11 +523,11 @@ test_unregister_sync (void)
   /* With begin/end on this thread too. */
   void *object;
   CHECK_OK (gcs_access_begin (t.handle, &object));
-  CHECK_RESULT (gcs_unregister_sync (t.handle, 5000), GCS_ERROR_WOULD_DEADLOCK);
+  CHECK_RESULT (gcs_unregister_sync (t.handle, HANG_MS), GCS_ERROR_WOULD_DEADLOCK);
   CHECK (gcs_is_valid (t.handle));
   CHECK_OK (gcs_access_end (t.handle));
   CHECK (FINALIZED_COUNT (&t.finalized) == 0);
-  CHECK_OK (gcs_unregister_sync (t.handle, 1000));
+  CHECK_OK (gcs_unregister_sync (t.handle, HANG_MS));
   CHECK (FINALIZED_COUNT (&t.finalized) == 1);
 
   /* An access held on another thread and a short timeout: TIMEOUT, and the
@@ -570,11 +576,12 @@ test_unregister_sync (void)
   gate_clear (&h.began);
   gate_clear (&h.go_end);
 
-  /* GCS_TIMEOUT_INFINITE with an access that ends later on another thread:
-   * OK once released (by that thread). */
+  /* GCS_TIMEOUT_INFINITE with an access that ends later on another thread
+   * (once the unregister has begun): OK once released (by that thread). */
   Box box;
   GcsHandle handle = register_box (&box);
-  holder_start (&h, handle, 150);
+  holder_start (&h, handle, 0);
+  h.end_after_unregister = TRUE;        /* read by the holder after go_end */
   gate_set (&h.go_end, 1);
   unregisterer_start (&u, handle, TRUE, GCS_TIMEOUT_INFINITE);
   CHECK (gate_wait_for (&u.done, 1, HANG_MS));
@@ -590,11 +597,13 @@ test_unregister_sync (void)
 
   /* The same from this thread, with a finite timeout long enough. */
   register_tracked (&t, "queue", "sync-finite");
-  holder_start (&h, t.handle, 100);
+  holder_start (&h, t.handle, 0);
+  h.end_after_unregister = TRUE;
   gate_set (&h.go_end, 1);
   CHECK_OK (gcs_unregister_sync (t.handle, HANG_MS));
   CHECK (g_atomic_int_get (&h.ending) == 1);
   CHECK (FINALIZED_COUNT (&t.finalized) == 1);
+  CHECK (pthread_equal (t.finalized.thread, h.thread));
   JOIN (h.thread);
   CHECK_OK (h.end_result);
   gate_clear (&h.began);

@@ -374,6 +374,6 @@ main (int argc, char **argv)
   RUN_TEST (test_context_iterated_by_another_thread);
   RUN_TEST (test_unregister_sync_waits_for_the_context);
 
-  CHECK_OK (gcs_shutdown (5000));
+  CHECK_OK (gcs_shutdown (HANG_MS));
   TEST_PASSED ();
 }

@@ -5,10 +5,13 @@
  * on error, gcs_last_error() holds the detail for the calling thread. Inputs
  * are borrowed for the call (transfer none) and strings copied; out-parameters
  * come last and are written only on success. Structs start with
- * uint32_t struct_size = sizeof(struct). Callbacks take user_data last, run on
- * the calling thread with no library lock held, and must not longjmp or throw
- * through the library. Objects are passed as void *: this header includes no
- * GLib or GStreamer header.
+ * uint32_t struct_size = sizeof(struct). Callbacks take user_data last and run
+ * on the calling thread with no library lock held. A Rust panic out of an
+ * access callback, cleanup, finalizer or release function is caught; a C++
+ * exception thrown through the library aborts; a longjmp must not cross the
+ * library's frames (docs/foreign-control-flow.md).
+ * Objects are passed as void *: this header includes no GLib or GStreamer
+ * header.
  */
 
 #ifndef GCSAFETY_H
@@ -300,7 +303,10 @@ typedef uint64_t GcsHandle;
 /**
  * A cleanup or finalizer: `fn(object, user_data)`, 0 = success. `object` is
  * the registered object (transfer none, alive for the call; NULL for a weak
- * handle whose object is already gone).
+ * handle whose object is already gone). Unwinding out of it: a Rust panic
+ * is caught and counts as a failure (a non-zero result); a C++ exception
+ * aborts the process; a longjmp out of it is undefined (it runs inside the
+ * library). See docs/foreign-control-flow.md.
  */
 typedef int (*GcsCleanupFn)(void *object, void *user_data);
 
@@ -392,7 +398,9 @@ typedef struct GcsConfig {
 /**
  * Release function of a GCS_KIND_POINTER registration: called exactly once
  * with `(object, release_data)`, on the thread that ends the last access or
- * unregisters, with no library lock held.
+ * unregisters, with no library lock held. Unwinding out of it: as for
+ * GcsAccessFn (a Rust panic is caught and counted in `panics_recovered`,
+ * the release counts as done; a C++ exception aborts).
  */
 typedef void (*GcsReleaseFn)(void *object, void *user_data);
 
@@ -447,8 +455,21 @@ typedef struct GcsRegistration {
 /**
  * Access callback: `callback(object, user_data)`; return 0 for success.
  * Runs on the calling thread, inside the access; it may call any gcs_
- * function (including gcs_unregister of its own handle). It must not
- * longjmp or throw through the library.
+ * function (including gcs_unregister of its own handle).
+ *
+ * Foreign control flow (docs/foreign-control-flow.md). The library calls it
+ * as `extern "C-unwind"`: a Rust panic unwinding out of it is caught, the
+ * access ended, `panics_recovered` counted, the handle invalidated and
+ * GCS_ERROR_PANIC returned. A C++ exception thrown through
+ * gcs_safe_access aborts the process ("Rust cannot catch foreign
+ * exceptions"): catch it in the callback and rethrow after the call returns
+ * (gcsafety.hpp does), or use gcs_safe_access_inline, which in C++ ends the
+ * access and lets the exception propagate. Never longjmp out of a callback
+ * of gcs_safe_access: that deallocates Rust frames, which Rust leaves
+ * undefined. To longjmp, use gcs_access_begin / gcs_access_end with your
+ * own setjmp (end the access where the jump lands), or
+ * gcs_safe_access_inline (pure C frames: the jump is defined, but the
+ * access is never ended, so the handle's release waits for ever).
  */
 typedef int (*GcsAccessFn)(void *object, void *user_data);
 

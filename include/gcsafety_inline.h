@@ -245,12 +245,36 @@ static inline bool gcs_is_valid_inline(GcsHandle handle)
   return gcs_is_valid (handle);
 }
 
+#ifdef __cplusplus
+/* Internal: in C++, ends an inline access whose callback throws, while the
+ * exception propagates (gcs_safe_access_inline). */
+struct GcsInlineAccessEnd_
+{
+  GcsHandle handle;
+  bool armed;
+  ~GcsInlineAccessEnd_()
+  {
+    if (armed)
+      gcs_access_end_inline (handle);
+  }
+};
+#endif
+
 /**
  * gcs_safe_access() without a call into the library on the success path:
  * `callback(object, user_data)` runs on this thread inside an inline access.
  * A non-zero result is reported as gcs_safe_access reports it
  * (gcs_callback_failed: counted, GCS_ERROR_CALLBACK_FAILED, the handle
  * invalidated when its manager says so).
+ *
+ * The callback runs in this function's frame only, never inside the
+ * library's (Rust) frames, so foreign control flow out of it is defined
+ * (docs/foreign-control-flow.md): compiled as C++, an exception thrown by
+ * the callback ends the access and propagates to the caller; a longjmp out
+ * of it (in C) leaves the access in flight for ever (the handle's count
+ * stays one higher: its release never happens, gcs_unregister_sync times
+ * out) but corrupts nothing; end it with gcs_access_end where the jump lands
+ * to repay it.
  */
 static inline GcsResult gcs_safe_access_inline(GcsHandle handle, GcsAccessFn callback,
                                                void *user_data)
@@ -263,7 +287,15 @@ static inline GcsResult gcs_safe_access_inline(GcsHandle handle, GcsAccessFn cal
   result = gcs_access_begin_inline (handle, &object);
   if (result != GCS_OK)
     return result;
+#ifdef __cplusplus
+  {
+    GcsInlineAccessEnd_ end_on_throw = {handle, true};
+    status = callback (object, user_data);
+    end_on_throw.armed = false;
+  }
+#else
   status = callback (object, user_data);
+#endif
   gcs_access_end_inline (handle);
   if (status != 0)
     return gcs_callback_failed (handle, status);

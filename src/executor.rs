@@ -815,6 +815,36 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
     use std::sync::mpsc;
 
+    /// A gate that attempts wait at until the test opens it: an attempt that
+    /// must still be running at some point (hung, overrunning its timeout)
+    /// is held there by the test, not by a sleep that a loaded machine
+    /// could outlast.
+    struct Gate {
+        open: Mutex<bool>,
+        opened: Condvar,
+    }
+
+    impl Gate {
+        fn new() -> Arc<Gate> {
+            Arc::new(Gate {
+                open: Mutex::new(false),
+                opened: Condvar::new(),
+            })
+        }
+
+        fn open(&self) {
+            *self.open.lock() = true;
+            self.opened.notify_all();
+        }
+
+        fn wait(&self) {
+            let mut open = self.open.lock();
+            while !*open {
+                self.opened.wait(&mut open);
+            }
+        }
+    }
+
     /// A private executor with the given idle timeout.
     fn private(idle_timeout: Duration) -> &'static Executor {
         Box::leak(Box::new(Executor::new(idle_timeout, false)))
@@ -844,15 +874,16 @@ mod tests {
     /// Receive a `done` result, with a generous timeout, and check that
     /// `done` is not called again (the sender is gone after the call).
     fn outcome(rx: &mpsc::Receiver<(Outcome, Option<String>)>) -> Outcome {
-        let (outcome, name) = rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("done not called");
+        let (outcome, name) = rx.recv_timeout(LONG).expect("done not called");
         assert_eq!(name.as_deref(), Some(WORKER_NAME));
         assert!(rx.recv_timeout(Duration::from_millis(1)).is_err());
         outcome
     }
 
-    const LONG: Duration = Duration::from_secs(5);
+    /// Long enough never to be reached by a correct executor, even on a
+    /// loaded machine: the timeout of every wait expected to succeed, and
+    /// the task timeout of every attempt expected not to time out.
+    const LONG: Duration = Duration::from_secs(30);
 
     #[test]
     fn executor_lazy_start_and_retries() {
@@ -985,15 +1016,17 @@ mod tests {
     #[test]
     fn executor_hung_attempt_does_not_hold_up_others() {
         let ex = private(IDLE_TIMEOUT);
+        let hang = Gate::new();
         let start = Instant::now();
         let (timeout_tx, timeout_rx) = mpsc::channel();
         let timeout_seen = Arc::new(AtomicBool::new(false));
         let (hung_tx, hung_rx) = mpsc::channel();
         let seen = timeout_seen.clone();
         let seen_in_done = timeout_seen.clone();
+        let held = hang.clone();
         ex.submit(Task {
-            attempt: Box::new(|| {
-                thread::sleep(Duration::from_secs(2));
+            attempt: Box::new(move || {
+                held.wait();
                 true
             }),
             retries: 3,
@@ -1009,18 +1042,19 @@ mod tests {
                 hung_tx.send((outcome, Instant::now())).unwrap();
             }),
         });
+        // Not before its timeout; the upper bound is only "at all".
         let fired = timeout_rx
-            .recv_timeout(Duration::from_secs(1))
+            .recv_timeout(LONG)
             .expect("on_timeout not called");
         assert!(fired - start >= Duration::from_millis(100));
-        assert!(fired - start < Duration::from_secs(1));
 
         // Fill the two non-stuck slots with more hung tasks, then a quick one.
         let hung: Vec<_> = (0..2)
             .map(|_| {
+                let held = hang.clone();
                 task(
-                    || {
-                        thread::sleep(Duration::from_millis(1500));
+                    move || {
+                        held.wait();
                         true
                     },
                     0,
@@ -1032,8 +1066,9 @@ mod tests {
         for t in hung {
             ex.submit(t);
         }
-        let (quick, quick_rx) = task(|| true, 0, Duration::from_millis(100));
-        let submitted = Instant::now();
+        // The quick one completes while all three hung ones are still held:
+        // it was not held up by them.
+        let (quick, quick_rx) = task(|| true, 0, LONG);
         ex.submit(quick);
         let quick_outcome = outcome(&quick_rx);
         assert_eq!(
@@ -1044,13 +1079,12 @@ mod tests {
                 timed_out: false
             }
         );
-        assert!(
-            submitted.elapsed() < Duration::from_millis(700),
-            "quick task held up for {:?}",
-            submitted.elapsed()
-        );
         assert!(ex.thread_count() <= MAX_THREADS);
+        assert!(hung_rx.try_recv().is_err(), "done of a held attempt");
 
+        // Released: the hung ones finish, reported as timed out.
+        let released = Instant::now();
+        hang.open();
         let (hung_outcome, hung_done) = hung_rx.recv_timeout(LONG).expect("done not called");
         assert_eq!(
             hung_outcome,
@@ -1060,7 +1094,10 @@ mod tests {
                 timed_out: true
             }
         );
-        assert!(hung_done - start >= Duration::from_secs(2));
+        assert!(
+            hung_done >= released,
+            "done called before the attempt returned"
+        );
         assert!(
             hung_rx.recv_timeout(Duration::from_millis(1)).is_err(),
             "done called twice"
@@ -1145,6 +1182,7 @@ mod tests {
     fn executor_thread_cap() {
         let ex = private(Duration::from_millis(200));
         const TASKS: usize = 45;
+        let hold = Gate::new();
         let running = Arc::new(AtomicUsize::new(0));
         let max_running = Arc::new(AtomicUsize::new(0));
         let finished = Arc::new(AtomicUsize::new(0));
@@ -1153,11 +1191,12 @@ mod tests {
             let running = running.clone();
             let max_running = max_running.clone();
             let finished = finished.clone();
+            let held = hold.clone();
             let (t, rx) = task(
                 move || {
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                     max_running.fetch_max(now, Ordering::SeqCst);
-                    thread::sleep(Duration::from_millis(400));
+                    held.wait();
                     running.fetch_sub(1, Ordering::SeqCst);
                     finished.fetch_add(1, Ordering::SeqCst);
                     true
@@ -1168,7 +1207,19 @@ mod tests {
             ex.submit(t);
             rxs.push(rx);
         }
+        // All held: the stuck workers are replaced, up to the cap.
         let mut max_threads = 0;
+        let deadline = Instant::now() + LONG;
+        while running.load(Ordering::SeqCst) < MAX_WORKERS {
+            max_threads = max_threads.max(ex.thread_count());
+            assert!(
+                Instant::now() < deadline,
+                "only {} attempts at once",
+                running.load(Ordering::SeqCst)
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        hold.open();
         let deadline = Instant::now() + LONG;
         while finished.load(Ordering::SeqCst) < TASKS {
             max_threads = max_threads.max(ex.thread_count());
@@ -1235,9 +1286,11 @@ mod tests {
         assert!(outcome(&rx).succeeded);
 
         // A hung worker cannot be joined: false after the timeout.
+        let hang = Gate::new();
+        let held = hang.clone();
         let (t, hung_rx) = task(
-            || {
-                thread::sleep(Duration::from_millis(800));
+            move || {
+                held.wait();
                 true
             },
             0,
@@ -1249,12 +1302,12 @@ mod tests {
         let start = Instant::now();
         assert!(!ex.shutdown(Duration::from_millis(200)));
         let took = start.elapsed();
-        assert!(
-            took >= Duration::from_millis(200) && took < Duration::from_millis(700),
-            "{took:?}"
-        );
+        // Not before its timeout; the upper bound is only "it returned".
+        assert!(took >= Duration::from_millis(200), "{took:?}");
         assert!(outcome(&rx).succeeded, "queued work still drained");
         assert!(ex.thread_count() >= 1);
+        assert!(hung_rx.try_recv().is_err(), "done of a held attempt");
+        hang.open();
         assert_eq!(
             outcome(&hung_rx),
             Outcome {
@@ -1327,7 +1380,7 @@ mod tests {
             on_timeout: Box::new(|| ()),
             done: Box::new(move |_| tx.send(ex.shutdown(LONG)).unwrap()),
         });
-        assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok(false));
+        assert_eq!(rx.recv_timeout(LONG), Ok(false));
         assert!(ex.shutdown(LONG));
     }
 
@@ -1464,13 +1517,15 @@ mod tests {
         // A busy executor in the parent: two workers in their attempts, one
         // task queued, at fork.
         let (started_tx, started_rx) = mpsc::channel();
+        let hold = Gate::new();
         let parent_rxs: Vec<_> = (0..3)
             .map(|_| {
                 let started_tx = started_tx.clone();
+                let held = hold.clone();
                 let (t, rx) = task(
                     move || {
                         let _ = started_tx.send(());
-                        thread::sleep(Duration::from_millis(300));
+                        held.wait();
                         true
                     },
                     0,
@@ -1545,6 +1600,7 @@ mod tests {
             (status >> 8) & 0xff
         );
         // The parent's executor goes on.
+        hold.open();
         for rx in &parent_rxs {
             assert!(outcome(rx).succeeded);
         }

@@ -171,12 +171,36 @@ pub(crate) fn end_access(begun: Begun) {
 #[inline]
 pub(crate) fn access_with(handle: u64, callback: impl FnOnce(*mut c_void) -> i32) -> Result<()> {
     let begun = begin_access(handle)?;
-    let status = callback(begun.object.as_ptr());
+    let object = begun.object.as_ptr();
+    // The C callback is `extern "C-unwind"`: a Rust panic out of it is
+    // caught here, so that the access ends either way (a foreign exception
+    // aborts in `catch_unwind`, before anything else runs).
+    let status = catch_unwind(AssertUnwindSafe(|| callback(object)));
     end_access(begun);
-    if status != 0 {
-        return Err(callback_failed(handle, status));
+    match status {
+        Ok(0) => Ok(()),
+        Ok(status) => Err(callback_failed(handle, status)),
+        Err(panic) => Err(access_panicked(handle, panic)),
     }
-    Ok(())
+}
+
+/// After an access callback panicked (the access has ended): count,
+/// invalidate, and say so.
+#[cold]
+#[inline(never)]
+fn access_panicked(handle: u64, panic: Box<dyn core::any::Any + Send>) -> Error {
+    if let Some(manager) = owner(handle) {
+        bump(&manager.counters.panics_recovered);
+    }
+    let _ = invalidate(handle);
+    let what = crate::error::panic_message(&*panic);
+    Error::new(
+        ErrorCode::Panic,
+        format!(
+            "{}: panic during object access: {what} (handle invalidated)",
+            describe(handle)
+        ),
+    )
 }
 
 #[cold]
@@ -303,6 +327,11 @@ pub(crate) fn rejection(handle: u64, refusal: Refusal, what: &str) -> Error {
                 word.count()
             ),
             Phase::Invalidated => "invalidated".to_owned(),
+            // A refusal of a live handle is the count limit: say so.
+            Phase::Live if refusal == Refusal::TooManyAccesses => format!(
+                "has too many accesses in flight ({}, the most one handle can have)",
+                word.count()
+            ),
             Phase::Live => format!("{} accesses in flight", word.count()),
             Phase::Free => return None,
         };
@@ -411,27 +440,8 @@ impl Handle {
         end_access(begun);
         match result {
             Ok(value) => Ok(value),
-            Err(panic) => Err(self.access_panicked(panic)),
+            Err(panic) => Err(access_panicked(self.0.get(), panic)),
         }
-    }
-
-    /// After `safe_access`'s closure panicked (the access has ended):
-    /// count, invalidate, and say so.
-    #[cold]
-    #[inline(never)]
-    fn access_panicked(self, panic: Box<dyn core::any::Any + Send>) -> Error {
-        if let Some(manager) = owner(self.0.get()) {
-            bump(&manager.counters.panics_recovered);
-        }
-        let _ = invalidate(self.0.get());
-        let what = crate::error::panic_message(&*panic);
-        Error::new(
-            ErrorCode::Panic,
-            format!(
-                "{}: panic during object access: {what} (handle invalidated)",
-                describe(self.0.get())
-            ),
-        )
     }
 
     /// Refuse new accesses at once; the reference is dropped when the last

@@ -72,8 +72,9 @@ impl Kind {
 
 /// A release function for [`Kind::Pointer`] registrations:
 /// `release(object, user_data)`, called exactly once, on the thread that ends
-/// the last access (or unregisters), with no gcsafety lock held.
-pub type ReleaseFn = unsafe extern "C" fn(object: *mut c_void, user_data: *mut c_void);
+/// the last access (or unregisters), with no gcsafety lock held. May unwind:
+/// a Rust panic is caught (the release counts as done).
+pub type ReleaseFn = unsafe extern "C-unwind" fn(object: *mut c_void, user_data: *mut c_void);
 
 /// What a registration holds and how to let go of it.
 #[derive(Debug)]
@@ -228,8 +229,10 @@ impl Payload {
     }
 
     /// Drop the registration's reference (or call the release function).
-    /// Exactly once per registration: consumes the payload.
-    pub(crate) fn release(self) {
+    /// Exactly once per registration: consumes the payload. `true` if a
+    /// release function panicked (caught here: the release is done anyway).
+    pub(crate) fn release(self) -> bool {
+        let mut panicked = false;
         match self {
             Payload::GstObject {
                 object,
@@ -253,9 +256,12 @@ impl Payload {
                 data,
             } => {
                 if let Some(release) = release {
-                    // SAFETY: the caller registered this function for this
-                    // pointer and data; it is called exactly once, here.
-                    unsafe { release(object, data) }
+                    let call = std::panic::AssertUnwindSafe(|| {
+                        // SAFETY: the caller registered this function for this
+                        // pointer and data; it is called exactly once, here.
+                        unsafe { release(object, data) }
+                    });
+                    panicked = std::panic::catch_unwind(call).is_err();
                 }
             }
             Payload::Weak { weak, .. } => {
@@ -267,6 +273,7 @@ impl Payload {
                 }
             }
         }
+        panicked
     }
 }
 

@@ -9,8 +9,10 @@ use crate::manager::ManagerInner;
 use crate::object::Payload;
 use crate::stats::TypeRef;
 
-/// A C callback of the ABI: `fn(object, user_data)`, 0 = success.
-pub type CleanupFn = unsafe extern "C" fn(object: *mut c_void, user_data: *mut c_void) -> c_int;
+/// A C callback of the ABI: `fn(object, user_data)`, 0 = success. May
+/// unwind (a Rust panic is caught: a failure).
+pub type CleanupFn =
+    unsafe extern "C-unwind" fn(object: *mut c_void, user_data: *mut c_void) -> c_int;
 
 /// A pointer that the C caller promised may cross threads (`user_data`).
 #[derive(Clone, Copy, Debug)]
@@ -48,12 +50,19 @@ impl core::fmt::Debug for Callback {
 }
 
 impl Callback {
-    /// Run it; `true` on success. A Rust closure's panic is caught and is a
-    /// failure (C callbacks must not unwind: the ABI forbids it).
+    /// Run it; `true` on success. A panic (of a Rust closure, or of a Rust
+    /// `extern "C-unwind"` function given through the C ABI) is caught and
+    /// is a failure; a foreign exception aborts in `catch_unwind`.
     pub(crate) fn call(&mut self, object: *mut c_void) -> bool {
         match self {
-            // SAFETY: the caller registered `func` for this data and object.
-            Callback::C { func, data } => unsafe { func(object, data.0) == 0 },
+            Callback::C { func, data } => {
+                let (func, data) = (*func, data.0);
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // SAFETY: the caller registered `func` for this data and object.
+                    unsafe { func(object, data) == 0 }
+                }))
+                .unwrap_or(false)
+            }
             Callback::Rust(closure) => {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| closure(object)))
                     .unwrap_or(false)

@@ -210,8 +210,11 @@ fn finish_here(claim: Claimed, job: ReleaseJob, strong: Option<SendPtr>) {
     if let Some(strong) = strong.and_then(|s| core::ptr::NonNull::new(s.0)) {
         object::downgrade(strong);
     }
-    if let Some(payload) = job.payload {
-        payload.release();
+    if let Some(payload) = job.payload
+        && payload.release()
+    {
+        // A Rust release function (`extern "C-unwind"`) panicked.
+        bump(&job.manager.counters.panics_recovered);
     }
     job.manager
         .counters

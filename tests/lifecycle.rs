@@ -3,11 +3,15 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gcsafety::{Config, ErrorCode, Manager, Registration};
 use gstreamer as gst;
 use gstreamer::prelude::*;
+
+/// Long enough never to be reached by a correct library, even on a loaded
+/// machine: the timeout of every wait expected to succeed.
+const LONG: Duration = Duration::from_secs(30);
 
 fn element(factory: &str) -> gst::Element {
     gst::init().unwrap();
@@ -25,7 +29,7 @@ fn close_releases_everything_and_refuses_new_work() {
         .collect();
     drop(elements);
     assert_eq!(manager.stats().active, 3);
-    manager.close(Some(Duration::from_secs(5))).unwrap();
+    manager.close(Some(LONG)).unwrap();
     assert!(
         weaks.iter().all(|w| w.upgrade().is_none()),
         "all released by close"
@@ -132,9 +136,7 @@ fn finalizers_retry_then_count_and_are_skipped_after_invalidation() {
     handle
         .set_finalizer(move |_| counted.fetch_add(1, Ordering::SeqCst) == 1) // fails once
         .unwrap();
-    handle
-        .unregister_sync(Some(Duration::from_secs(5)))
-        .unwrap();
+    handle.unregister_sync(Some(LONG)).unwrap();
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 
     let always_failing = Registration::gst_object(&element("fakesink"))
@@ -148,9 +150,7 @@ fn finalizers_retry_then_count_and_are_skipped_after_invalidation() {
             false
         })
         .unwrap();
-    always_failing
-        .unregister_sync(Some(Duration::from_secs(5)))
-        .unwrap();
+    always_failing.unregister_sync(Some(LONG)).unwrap();
     assert_eq!(
         failed.load(Ordering::SeqCst),
         3,
@@ -166,9 +166,7 @@ fn finalizers_retry_then_count_and_are_skipped_after_invalidation() {
         .set_finalizer(move |_| counted.fetch_add(1, Ordering::SeqCst) < usize::MAX)
         .unwrap();
     skipped.invalidate().unwrap();
-    skipped
-        .unregister_sync(Some(Duration::from_secs(5)))
-        .unwrap();
+    skipped.unregister_sync(Some(LONG)).unwrap();
     assert_eq!(
         ran.load(Ordering::SeqCst),
         0,
@@ -263,6 +261,7 @@ fn memory_pressure_is_signalled_when_crossing_the_limit_not_on_every_registratio
         0,
         "900 bytes: below the limit"
     );
+    let burst_started = Instant::now();
     for _ in 0..50 {
         handles.push(
             Registration::mini_object(&buffer)
@@ -271,10 +270,16 @@ fn memory_pressure_is_signalled_when_crossing_the_limit_not_on_every_registratio
                 .unwrap(),
         );
     }
+    let burst_took = burst_started.elapsed();
     let after_burst = calls.load(Ordering::SeqCst);
+    // At most once per interval of the burst's duration, however long a
+    // loaded machine made it (10 ms: the library's coarse clock).
+    let intervals = (burst_took + Duration::from_millis(10)).as_millis()
+        / gcsafety::MEMORY_PRESSURE_INTERVAL.as_millis();
     assert!(
-        (1..=2).contains(&after_burst),
-        "crossing signals once, not per registration: {after_burst}"
+        after_burst >= 1 && after_burst as u128 <= intervals + 1,
+        "crossing signals once per interval, not per registration: \
+         {after_burst} calls in {burst_took:?}"
     );
     std::thread::sleep(gcsafety::MEMORY_PRESSURE_INTERVAL + Duration::from_millis(20));
     handles.push(
@@ -327,7 +332,7 @@ fn release_context_releases_on_the_thread_iterating_it() {
         *released_on.lock().unwrap(),
         Some(std::thread::current().id())
     );
-    manager.close(Some(Duration::from_secs(1))).unwrap();
+    manager.close(Some(LONG)).unwrap();
 }
 
 #[test]
@@ -411,6 +416,6 @@ fn the_leak_report_lists_registrations_oldest_first_even_within_a_millisecond() 
         .map(|info| info.instance_name.unwrap())
         .collect();
     assert_eq!(listed, expected);
-    manager.close(Some(Duration::from_secs(5))).unwrap();
+    manager.close(Some(LONG)).unwrap();
     assert!(manager.live().is_empty());
 }

@@ -172,7 +172,7 @@ fn unregister_sync_inside_its_own_access_would_deadlock_and_changes_nothing() {
         })
         .unwrap();
     handle
-        .unregister_sync(Some(std::time::Duration::from_secs(1)))
+        .unregister_sync(Some(std::time::Duration::from_secs(30)))
         .unwrap();
     assert_eq!(element.ref_count(), 1);
 }
@@ -189,7 +189,10 @@ fn from_raw_accepts_any_value_and_refuses_garbage() {
     }
 }
 
-unsafe extern "C" fn count_release(object: *mut core::ffi::c_void, data: *mut core::ffi::c_void) {
+unsafe extern "C-unwind" fn count_release(
+    object: *mut core::ffi::c_void,
+    data: *mut core::ffi::c_void,
+) {
     // SAFETY: `data` is the AtomicUsize of the test below, alive throughout.
     let counter = unsafe { &*(data as *const std::sync::atomic::AtomicUsize) };
     counter.fetch_add(object as usize, std::sync::atomic::Ordering::SeqCst);

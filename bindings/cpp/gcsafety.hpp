@@ -2,11 +2,16 @@
 //
 //   gcs::Handle       move-only owner of one registration; its destructor
 //                     unregisters (gcs_unregister: never blocks).
-//   gcs::Access       RAII guard over gcs_access_begin / gcs_access_end.
+//   gcs::Access       RAII guard over gcs_access_begin / gcs_access_end; an
+//                     exception leaving its scope ends the access (destructor).
 //   gcs::safe_access  runs a callable inside gcs_safe_access; an exception it
 //                     throws is caught in the trampoline (it never crosses the
 //                     library's frames), reported to the library as a
-//                     non-zero result, and rethrown once the C call returned.
+//                     non-zero result, and rethrown once the C call returned,
+//                     the access ended (its in-flight count is back to 0).
+//
+// Do not give the C API a callback that throws: an exception thrown through
+// the exported gcs_safe_access aborts the process (docs/foreign-control-flow.md).
 //   gcs::Error        a std::runtime_error with the GcsResult and the
 //                     gcs_last_error() detail of the failed call.
 //

@@ -355,7 +355,7 @@ func shutdownChild() {
 	if err != nil {
 		fail("%v", err)
 	}
-	if err := Shutdown(5 * time.Second); err != nil {
+	if err := Shutdown(30 * time.Second); err != nil {
 		fail("Shutdown: %v", err)
 	}
 	if !watch.Finalized() || !dwatch.Finalized() {

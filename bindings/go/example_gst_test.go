@@ -73,7 +73,7 @@ func ExampleGCSafetyManager_Register() {
 	info, _ := id.Info()
 	fmt.Println("registered:", info.Kind, info.TypeName, info.InstanceName)
 
-	err = gsm.UnregisterSync(id, 5*time.Second)
+	err = gsm.UnregisterSync(id, 30*time.Second)
 	fmt.Println("unregister:", err, "disposed:", watch.Finalized(), "in state", stateNames[watch.StateAtDispose()])
 	// Output:
 	// state in the access: PLAYING
@@ -207,7 +207,7 @@ func ExampleHandle_Info() {
 // (Not run here: it would close the managers of the other examples; the
 // package's TestShutdown runs it in a child process.)
 func ExampleShutdown() {
-	if err := gcsafety.Shutdown(5 * time.Second); err != nil {
+	if err := gcsafety.Shutdown(30 * time.Second); err != nil {
 		fmt.Println(err)
 	}
 }

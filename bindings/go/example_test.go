@@ -219,7 +219,7 @@ func ExampleGCSafetyManager_SetSafeFinalizer() {
 		})
 	}()
 
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		runtime.GC()
 		select {
 		case <-done:

@@ -331,7 +331,7 @@ func TestMemoryManager(t *testing.T) {
 	if gcRequests.Load() == requests {
 		t.Fatal("crossing the memory limit did not signal pressure")
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for runtime.ReadMemStats(&stats); stats.NumGC == cycles; runtime.ReadMemStats(&stats) {
 		if time.Now().After(deadline) {
 			t.Fatal("memory pressure started no garbage collection")

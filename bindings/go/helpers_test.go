@@ -39,7 +39,7 @@ func safeConfig() GCSafetyConfig {
 	return GCSafetyConfig{
 		EnableStateChecking:   true,
 		EnableFinalizerSafety: true,
-		FinalizerTimeout:      2 * time.Second,
+		FinalizerTimeout:      30 * time.Second, // never reached unless a test means it
 	}
 }
 

@@ -10,9 +10,12 @@ use crate::record::{Callback, SendPtr};
 
 /// A cleanup or finalizer: `fn(object, user_data)`, 0 = success. `object` is
 /// the registered object (transfer none, alive for the call; NULL for a weak
-/// handle whose object is already gone).
+/// handle whose object is already gone). Unwinding out of it: a Rust panic
+/// is caught and counts as a failure (a non-zero result); a C++ exception
+/// aborts the process; a longjmp out of it is undefined (it runs inside the
+/// library). See docs/foreign-control-flow.md.
 pub type GcsCleanupFn =
-    Option<unsafe extern "C" fn(object: *mut c_void, user_data: *mut c_void) -> c_int>;
+    Option<unsafe extern "C-unwind" fn(object: *mut c_void, user_data: *mut c_void) -> c_int>;
 
 fn callback(func: GcsCleanupFn, data: *mut c_void, name: &str) -> crate::Result<Callback> {
     let func = func.ok_or_else(|| {

@@ -98,15 +98,31 @@ pub enum GcsRegisterFlags {
 
 /// Release function of a GCS_KIND_POINTER registration: called exactly once
 /// with `(object, release_data)`, on the thread that ends the last access or
-/// unregisters, with no library lock held.
-pub type GcsReleaseFn = Option<unsafe extern "C" fn(object: *mut c_void, user_data: *mut c_void)>;
+/// unregisters, with no library lock held. Unwinding out of it: as for
+/// GcsAccessFn (a Rust panic is caught and counted in `panics_recovered`,
+/// the release counts as done; a C++ exception aborts).
+pub type GcsReleaseFn =
+    Option<unsafe extern "C-unwind" fn(object: *mut c_void, user_data: *mut c_void)>;
 
 /// Access callback: `callback(object, user_data)`; return 0 for success.
 /// Runs on the calling thread, inside the access; it may call any gcs_
-/// function (including gcs_unregister of its own handle). It must not
-/// longjmp or throw through the library.
+/// function (including gcs_unregister of its own handle).
+///
+/// Foreign control flow (docs/foreign-control-flow.md). The library calls it
+/// as `extern "C-unwind"`: a Rust panic unwinding out of it is caught, the
+/// access ended, `panics_recovered` counted, the handle invalidated and
+/// GCS_ERROR_PANIC returned. A C++ exception thrown through
+/// gcs_safe_access aborts the process ("Rust cannot catch foreign
+/// exceptions"): catch it in the callback and rethrow after the call returns
+/// (gcsafety.hpp does), or use gcs_safe_access_inline, which in C++ ends the
+/// access and lets the exception propagate. Never longjmp out of a callback
+/// of gcs_safe_access: that deallocates Rust frames, which Rust leaves
+/// undefined. To longjmp, use gcs_access_begin / gcs_access_end with your
+/// own setjmp (end the access where the jump lands), or
+/// gcs_safe_access_inline (pure C frames: the jump is defined, but the
+/// access is never ended, so the handle's release waits for ever).
 pub type GcsAccessFn =
-    Option<unsafe extern "C" fn(object: *mut c_void, user_data: *mut c_void) -> c_int>;
+    Option<unsafe extern "C-unwind" fn(object: *mut c_void, user_data: *mut c_void) -> c_int>;
 
 /// A full registration (for `gcs_register_full`). Version 1 of the struct.
 #[repr(C)]

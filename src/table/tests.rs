@@ -375,3 +375,177 @@ fn the_process_table_places_a_threads_slots_together() {
         "reused by its own thread"
     );
 }
+
+// ----- misuse cases of issue 11 (docs/misuse-cases.md) ---------------------
+
+#[test]
+fn misuse_generation_exhaustion_retires_the_slot() {
+    // Two slots, three generations each: the first slot is cycled through
+    // all of its generations while the second stays registered.
+    let table = small(2, 3);
+    let released = Arc::new(AtomicUsize::new(0));
+    let first = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
+    let kept = table
+        .insert(|| (Published::object(fake(16)), details(&released, 0)))
+        .unwrap();
+    let (index, _) = table.decode(first);
+    release(&table, table.unregister(first).unwrap().unwrap());
+    let mut issued = vec![first];
+    for generation in 2..=3 {
+        let h = table
+            .insert(|| (Published::object(fake(8)), details(&released, 0)))
+            .unwrap();
+        assert_eq!(
+            table.decode(h),
+            (index, generation),
+            "the same slot, reused"
+        );
+        release(&table, table.unregister(h).unwrap().unwrap());
+        issued.push(h);
+    }
+    // Generation 3 was the last: the slot is retired, not freed, so the
+    // table (its other slot taken) is full rather than reissuing a value.
+    let made = std::cell::Cell::new(false);
+    let refused = table.insert(|| {
+        made.set(true);
+        (Published::object(fake(8)), details(&released, 0))
+    });
+    assert_eq!(refused.err(), Some(Refusal::Full));
+    assert!(!made.get(), "no reference taken for a refused registration");
+    // Every handle the slot ever issued stays dead; the generation after
+    // the last was never issued.
+    for &h in &issued {
+        assert_eq!(table.begin(h).err(), Some(Refusal::Released));
+        assert_eq!(table.unregister(h).err(), Some(Refusal::Released));
+        assert_eq!(table.end_by_handle(h).err(), Some(Refusal::Released));
+    }
+    assert_eq!(
+        table.begin(table.encode(index, 4)).err(),
+        Some(Refusal::InvalidHandle)
+    );
+    assert_eq!(table.word(issued[2]).unwrap().0.phase(), Phase::Free);
+    // The other slot is unaffected, and once it is released, the table has
+    // a slot to give again.
+    assert!(table.is_live(kept));
+    release(&table, table.unregister(kept).unwrap().unwrap());
+    let again = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
+    assert_ne!(table.decode(again).0, index);
+    assert_eq!(released.load(StdOrdering::SeqCst), 4);
+}
+
+#[test]
+fn misuse_in_flight_counter_saturation_is_an_error_and_leaves_the_other_bits() {
+    use super::slot::{MAX_ACCESSES, NotInline};
+    // 2^28 real begins take seconds in a debug build: the count is set
+    // through the word (a test hook) to two below the limit, and the last
+    // two accesses are real ones.
+    let table = small(8, 100);
+    let released = Arc::new(AtomicUsize::new(0));
+    let h = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
+    let (slot, _, generation) = table.locate_handle(h).unwrap();
+    slot.state
+        .fetch_add(MAX_ACCESSES as u64 - 2, StdOrdering::SeqCst);
+    let a = table.begin(h).unwrap();
+    assert_eq!(slot.begin_inline(generation).unwrap() as usize, 8);
+    let full = slot.load(Ordering::SeqCst);
+    assert_eq!(full, Word::new(generation, Phase::Live, MAX_ACCESSES));
+    // Past the maximum: refused (GCS_ERROR_INVALID_ARGUMENT at the C
+    // boundary, "too many accesses in flight"), by the exported and the
+    // inline begin alike, and the word is exactly what it was: the count
+    // never carries into the slow bit, the phase or the generation.
+    for _ in 0..3 {
+        assert_eq!(table.begin(h).err(), Some(Refusal::TooManyAccesses));
+        assert_eq!(slot.begin_inline(generation), Err(NotInline));
+        assert_eq!(slot.load(Ordering::SeqCst), full);
+    }
+    assert_eq!(table.check(h).map(|w| w.count()), Ok(MAX_ACCESSES));
+    assert!(table.is_live(h));
+    // The handle is still an ordinary live handle: an end makes room for
+    // one begin, and unregistering it drains the counts down to a release.
+    assert!(table.end(a).is_none());
+    let b = table.begin(h).unwrap();
+    assert_eq!(table.begin(h).err(), Some(Refusal::TooManyAccesses));
+    assert!(table.unregister(h).unwrap().is_none());
+    assert_eq!(
+        slot.load(Ordering::SeqCst),
+        Word::new(generation, Phase::Draining, MAX_ACCESSES)
+    );
+    assert_eq!(table.begin(h).err(), Some(Refusal::Releasing));
+    assert!(table.end(b).is_none());
+    assert_eq!(slot.end_inline(generation), Ok(()));
+    // Hand the hook's counts back, down to the last access.
+    slot.state
+        .fetch_sub(MAX_ACCESSES as u64 - 3, StdOrdering::SeqCst);
+    assert_eq!(
+        slot.load(Ordering::SeqCst),
+        Word::new(generation, Phase::Draining, 1)
+    );
+    release(&table, table.end_by_handle(h).unwrap().claim.unwrap());
+    assert_eq!(released.load(StdOrdering::SeqCst), 1);
+    assert_eq!(table.begin(h).err(), Some(Refusal::Released));
+}
+
+#[test]
+fn misuse_register_and_unregister_inside_an_access_on_a_tiny_table() {
+    // Pages of 2, 4, 8 slots: the table grows twice, then fills, while an
+    // access of the first handle is in flight; handles registered inside
+    // are accessed and unregistered (one of them with an access in flight
+    // too), and a full table refuses without taking a reference.
+    let table = small(14, 100);
+    let released = Arc::new(AtomicUsize::new(0));
+    let outer = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
+    let access = table.begin(outer).unwrap();
+    let outer_slot: *const Slot = access.slot;
+    assert_eq!(table.capacity(), 1);
+    let inner: Vec<u64> = (0..13)
+        .map(|i| {
+            table
+                .insert(|| (Published::object(fake(16 + 8 * i)), details(&released, 0)))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(table.capacity(), 14, "grew into the third page");
+    let made = std::cell::Cell::new(false);
+    let full = table.insert(|| {
+        made.set(true);
+        (Published::object(fake(8)), details(&released, 0))
+    });
+    assert_eq!(full.err(), Some(Refusal::Full));
+    assert!(!made.get());
+    // Nested accesses of the new handles; half unregistered while accessed.
+    for (i, &h) in inner.iter().enumerate() {
+        let nested = table.begin(h).unwrap();
+        assert_eq!(nested.published.object as usize, 16 + 8 * i);
+        if i % 2 == 0 {
+            assert!(table.unregister(h).unwrap().is_none());
+            release(&table, table.end(nested).expect("the last end releases"));
+        } else {
+            assert!(table.end(nested).is_none());
+            release(&table, table.unregister(h).unwrap().unwrap());
+        }
+    }
+    assert_eq!(released.load(StdOrdering::SeqCst), 13);
+    // The outer access is untouched by the growth: its slot did not move.
+    assert!(core::ptr::eq(
+        table.locate_handle(outer).unwrap().0,
+        outer_slot
+    ));
+    assert_eq!(table.word(outer).unwrap().0.count(), 1);
+    // Freed slots are reused while the outer access is still in flight.
+    let reused = table
+        .insert(|| (Published::object(fake(8)), details(&released, 0)))
+        .unwrap();
+    assert!(!inner.contains(&reused));
+    release(&table, table.unregister(reused).unwrap().unwrap());
+    assert!(table.end(access).is_none());
+    release(&table, table.unregister(outer).unwrap().unwrap());
+    assert_eq!(released.load(StdOrdering::SeqCst), 15);
+}

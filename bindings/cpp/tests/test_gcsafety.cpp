@@ -6,12 +6,16 @@
 
 #include "gcsafety.hpp"
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define CHECK(cond)                                                                                \
   do {                                                                                             \
@@ -142,6 +146,10 @@ void safe_access_returns() {
   GcsHandleInfo info = handle.info();
   CHECK(std::strcmp(info.instance_name, "the-sink") == 0);
   CHECK(std::strcmp(info.type_name, "GstFakeSink") == 0);
+  // Wait for the release (set to NULL state, possibly on a library thread):
+  // the weak reference writes `finalized`, in this frame.
+  handle.unregister_sync();
+  CHECK(finalized);
 }
 
 // An exception thrown by the callable does not cross the library: the
@@ -161,6 +169,8 @@ void safe_access_rethrows() {
   CHECK(callback_failures() == failures + 1);
   CHECK(handle.is_valid()); // invalidate_on_callback_error is off by default
   CHECK(gcs::safe_access(handle, [](void *) { return 7; }) == 7);
+  handle.unregister_sync(); // the weak reference writes `finalized`, in this frame
+  CHECK(finalized);
 }
 
 // Errors carry the GcsResult and gcs_last_error()'s detail.
@@ -219,6 +229,148 @@ void mini_objects() {
   gst_caps_unref(caps);
 }
 
+// ----- foreign control flow (docs/foreign-control-flow.md) -------------------------
+
+// Generous: a correct release happens at once.
+constexpr std::uint32_t generous_ms = 10000;
+
+std::uint32_t in_flight(GcsHandle handle) {
+  GcsHandleInfo info{};
+  info.struct_size = sizeof info;
+  CHECK(gcs_get_info(handle, &info) == GCS_OK);
+  return info.accesses_in_flight;
+}
+
+int mini_refcount(GstBuffer *buffer) {
+  return g_atomic_int_get(&GST_MINI_OBJECT_CAST(buffer)->refcount);
+}
+
+// Counts finalizations of the watched GObject.
+void count_finalized(gpointer data, GObject *) { ++*static_cast<int *>(data); }
+
+struct Thrown : std::runtime_error {
+  Thrown() : std::runtime_error("thrown inside the access") {}
+};
+
+// After safe_access rethrew, nothing of the access is left: the in-flight
+// count is 0, a sync unregister succeeds at once, and the registration's
+// reference is dropped exactly once (the buffer's count goes 2 -> 1, the
+// element is finalized once).
+void safe_access_rethrow_leaks_no_access() {
+  GstBuffer *buffer = gst_buffer_new_allocate(nullptr, 64, nullptr);
+  int finalized = 0;
+  GstElement *element = gst_element_factory_make("fakesink", nullptr);
+  CHECK(element != nullptr);
+  g_object_weak_ref(G_OBJECT(element), count_finalized, &finalized);
+  gcs::Handle buffer_handle = gcs::register_object(buffer);
+  gcs::Handle element_handle = gcs::register_object(element);
+  for (gcs::Handle *handle : {&buffer_handle, &element_handle}) {
+    bool caught = false;
+    try {
+      gcs::safe_access(*handle, [](void *) { throw Thrown(); });
+    } catch (const Thrown &) {
+      caught = true;
+    }
+    CHECK(caught);
+    CHECK(in_flight(handle->get()) == 0);
+  }
+  CHECK(mini_refcount(buffer) == 2);
+  buffer_handle.unregister_sync(generous_ms);
+  element_handle.unregister_sync(generous_ms);
+  CHECK(mini_refcount(buffer) == 1);
+  CHECK(finalized == 1);
+  gst_buffer_unref(buffer);
+}
+
+// An exception leaving the scope of a gcs::Access ends the access during
+// unwinding (its destructor): nothing leaks.
+void access_ends_during_unwinding() {
+  GstBuffer *buffer = gst_buffer_new_allocate(nullptr, 64, nullptr);
+  gcs::Handle handle = gcs::register_object(buffer);
+  bool caught = false;
+  try {
+    gcs::Access access(handle);
+    CHECK(in_flight(handle.get()) == 1);
+    throw Thrown();
+  } catch (const Thrown &) {
+    caught = true;
+  }
+  CHECK(caught);
+  CHECK(in_flight(handle.get()) == 0);
+  handle.unregister_sync(generous_ms);
+  CHECK(mini_refcount(buffer) == 1);
+  gst_buffer_unref(buffer);
+}
+
+// A C-signature callback that throws (as C++ code given to the C API might).
+int throwing_callback(void *, void *) { throw Thrown(); }
+
+// The raw gcs_safe_access_inline, compiled as C++: the callback runs in the
+// inline function's own frame, which ends the access while the exception
+// propagates. No callback failure is reported (the callback never returned).
+void raw_inline_access_ends_when_the_callback_throws() {
+  GstBuffer *buffer = gst_buffer_new_allocate(nullptr, 64, nullptr);
+  gcs::Handle handle = gcs::register_object(buffer);
+  std::uint64_t failures = callback_failures();
+  bool caught = false;
+  try {
+    (void)gcs_safe_access_inline(handle.get(), throwing_callback, nullptr);
+  } catch (const Thrown &) {
+    caught = true;
+  }
+  CHECK(caught);
+  CHECK(in_flight(handle.get()) == 0);
+  CHECK(callback_failures() == failures);
+  CHECK(handle.is_valid());
+  handle.unregister_sync(generous_ms);
+  CHECK(mini_refcount(buffer) == 1);
+  gst_buffer_unref(buffer);
+}
+
+// A C++ exception thrown through the exported gcs_safe_access (its callback
+// runs inside the library's Rust frames) is a clean, documented abort:
+// Rust's catch_unwind cannot catch a foreign exception and aborts the
+// process with a message. Run in a child process; the parent checks the
+// signal and the message.
+void exception_through_the_library_aborts_cleanly() {
+  GstBuffer *buffer = gst_buffer_new_allocate(nullptr, 64, nullptr);
+  gcs::Handle handle = gcs::register_object(buffer);
+  int err[2];
+  CHECK(pipe(err) == 0);
+  std::fflush(nullptr);
+  pid_t child = fork();
+  CHECK(child >= 0);
+  if (child == 0) {
+    dup2(err[1], STDERR_FILENO);
+    close(err[0]);
+    close(err[1]);
+    try {
+      (void)gcs_safe_access(handle.get(), throwing_callback, nullptr);
+    } catch (...) {
+      _exit(3); // the exception came back: not what the library documents
+    }
+    _exit(4); // returned: neither
+  }
+  close(err[1]);
+  std::string output;
+  char chunk[512];
+  ssize_t got;
+  while ((got = read(err[0], chunk, sizeof chunk)) > 0)
+    output.append(chunk, static_cast<std::size_t>(got));
+  close(err[0]);
+  int status = 0;
+  CHECK(waitpid(child, &status, 0) == child);
+  if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT))
+    std::fprintf(stderr, "child status %d, stderr:\n%s\n", status, output.c_str());
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+  CHECK(output.find("Rust cannot catch foreign exceptions") != std::string::npos);
+  // This process is untouched: the access never began here.
+  CHECK(in_flight(handle.get()) == 0);
+  handle.unregister_sync(generous_ms);
+  CHECK(mini_refcount(buffer) == 1);
+  gst_buffer_unref(buffer);
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -232,6 +384,10 @@ int main(int argc, char **argv) {
   safe_access_rethrows();
   errors_carry_code_and_detail();
   mini_objects();
+  safe_access_rethrow_leaks_no_access();
+  access_ends_during_unwinding();
+  raw_inline_access_ends_when_the_callback_throws();
+  exception_through_the_library_aborts_cleanly();
   CHECK(gcs_shutdown(GCS_TIMEOUT_INFINITE) == GCS_OK);
   std::puts("C++ binding: all tests passed");
   return 0;

@@ -1,0 +1,213 @@
+/* Misuse (issue 11): dlclose/dlopen of the library with handles still
+ * live. The library is loaded with dlopen (no link-time dependency).
+ *
+ * misuse_dlclose_after_shutdown_with_live_handles: the documented way.
+ *   gcs_shutdown releases every live registration (each object gets its
+ *   reference back: ours is the only one left), then dlclose; after a new
+ *   dlopen the old handles are refused without reaching any object, and
+ *   new registrations work.
+ * misuse_dlclose_without_shutdown_with_a_live_handle: the misuse. Either
+ *   the library stayed resident (its table too: the old handle is still
+ *   live and is used and unregistered normally) or it was unloaded (the
+ *   old handle decodes against a fresh table with a new salt and is
+ *   refused; the registration's reference is leaked, the object stays
+ *   alive, never freed under anyone). Both are checked as the case may be;
+ *   never a crash, never a callback with a wrong object. */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gst/gst.h>
+
+#include "gcsafety.h"
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      exit (1);                                                                \
+    }                                                                          \
+  } while (0)
+
+#define OBJECT_REFCOUNT(obj) ((int) g_atomic_int_get (&G_OBJECT (obj)->ref_count))
+
+typedef struct
+{
+  void *lib;
+  const char *(*last_error) (void);
+  GcsResult (*reg) (void *, const char *, GcsHandle *);
+  GcsResult (*safe_access) (GcsHandle, GcsAccessFn, void *);
+  GcsResult (*unregister) (GcsHandle);
+  bool (*is_valid) (GcsHandle);
+  GcsResult (*shutdown) (uint32_t);
+} Api;
+
+/* dlsym returns void *; ISO C (-Wpedantic) forbids casting it to a
+ * function pointer directly, POSIX guarantees the copy works. */
+static void
+resolve (void *lib, const char *name, void *fn_out, size_t fn_size)
+{
+  void *symbol = dlsym (lib, name);
+  if (symbol == NULL) {
+    fprintf (stderr, "dlsym(%s) failed: %s\n", name, dlerror ());
+    exit (1);
+  }
+  CHECK (fn_size == sizeof symbol);
+  memcpy (fn_out, &symbol, fn_size);
+}
+
+#define RESOLVE(api, field, name) resolve ((api)->lib, name, &(api)->field, sizeof (api)->field)
+
+static Api
+load (void)
+{
+  Api api;
+  memset (&api, 0, sizeof api);
+  const char *path = getenv ("GCS_LIBRARY_PATH");
+  CHECK (path != NULL);
+  api.lib = dlopen (path, RTLD_NOW | RTLD_LOCAL);
+  if (api.lib == NULL) {
+    fprintf (stderr, "dlopen(%s) failed: %s\n", path, dlerror ());
+    exit (1);
+  }
+  RESOLVE (&api, last_error, "gcs_last_error");
+  RESOLVE (&api, reg, "gcs_register");
+  RESOLVE (&api, safe_access, "gcs_safe_access");
+  RESOLVE (&api, unregister, "gcs_unregister");
+  RESOLVE (&api, is_valid, "gcs_is_valid");
+  RESOLVE (&api, shutdown, "gcs_shutdown");
+  return api;
+}
+
+/* Whether the library's code is still mapped after its dlclose. */
+static gboolean
+still_resident (void)
+{
+  const char *path = getenv ("GCS_LIBRARY_PATH");
+  void *lib = dlopen (path, RTLD_NOW | RTLD_NOLOAD);
+  if (lib == NULL)
+    return FALSE;
+  CHECK (dlclose (lib) == 0);
+  return TRUE;
+}
+
+typedef struct
+{
+  void *expected;
+  int calls;
+} Access;
+
+static int
+check_object (void *object, void *user_data)
+{
+  Access *a = user_data;
+  CHECK (object == a->expected);
+  a->calls++;
+  return 0;
+}
+
+/* A fresh identity element of which we keep a reference, registered. */
+static GcsHandle
+register_kept (Api * api, GstElement ** element_out)
+{
+  GstElement *element = gst_object_ref_sink (gst_element_factory_make ("identity", NULL));
+  CHECK (element != NULL);
+  GcsHandle handle = GCS_INVALID_HANDLE;
+  CHECK (api->reg (element, "dlopen-live", &handle) == GCS_OK);
+  CHECK (OBJECT_REFCOUNT (element) == 2);
+  *element_out = element;
+  return handle;
+}
+
+static void
+misuse_dlclose_after_shutdown_with_live_handles (void)
+{
+  Api first = load ();
+  GstElement *elements[3];
+  GcsHandle handles[3];
+  for (int i = 0; i < 3; i++)
+    handles[i] = register_kept (&first, &elements[i]);
+  CHECK (first.shutdown (1000) == GCS_OK);
+  /* Every live registration was released: only our references remain. */
+  for (int i = 0; i < 3; i++) {
+    CHECK (OBJECT_REFCOUNT (elements[i]) == 1);
+    CHECK (!first.is_valid (handles[i]));
+  }
+  CHECK (dlclose (first.lib) == 0);
+
+  Api second = load ();
+  for (int i = 0; i < 3; i++) {
+    CHECK (!second.is_valid (handles[i]));
+    Access a = { elements[i], 0 };
+    GcsResult r = second.safe_access (handles[i], check_object, &a);
+    CHECK (r == GCS_ERROR_INVALID_HANDLE || r == GCS_ERROR_RELEASED || r == GCS_ERROR_SHUT_DOWN);
+    CHECK (a.calls == 0);
+    r = second.unregister (handles[i]);
+    CHECK (r == GCS_ERROR_INVALID_HANDLE || r == GCS_ERROR_RELEASED || r == GCS_ERROR_SHUT_DOWN);
+    CHECK (OBJECT_REFCOUNT (elements[i]) == 1);
+  }
+  /* The reloaded library works. */
+  GstElement *fresh;
+  GcsHandle handle = register_kept (&second, &fresh);
+  for (int i = 0; i < 3; i++)
+    CHECK (handle != handles[i]);
+  Access a = { fresh, 0 };
+  CHECK (second.safe_access (handle, check_object, &a) == GCS_OK && a.calls == 1);
+  CHECK (second.unregister (handle) == GCS_OK);
+  CHECK (OBJECT_REFCOUNT (fresh) == 1);
+  CHECK (second.shutdown (1000) == GCS_OK);
+  CHECK (dlclose (second.lib) == 0);
+  gst_object_unref (fresh);
+  for (int i = 0; i < 3; i++)
+    gst_object_unref (elements[i]);
+}
+
+static void
+misuse_dlclose_without_shutdown_with_a_live_handle (void)
+{
+  Api first = load ();
+  GstElement *element;
+  GcsHandle handle = register_kept (&first, &element);
+  CHECK (dlclose (first.lib) == 0);     /* no gcs_shutdown: the misuse */
+  const gboolean resident = still_resident ();
+  fprintf (stderr, "   after dlclose without gcs_shutdown the library %s\n",
+      resident ? "stayed resident" : "was unloaded");
+
+  Api second = load ();
+  Access a = { element, 0 };
+  GcsResult r = second.safe_access (handle, check_object, &a);
+  if (r == GCS_OK) {
+    /* Resident: the same table, the handle still live and still its own. */
+    CHECK (a.calls == 1);
+    CHECK (second.unregister (handle) == GCS_OK);
+    CHECK (OBJECT_REFCOUNT (element) == 1);
+  } else {
+    /* Unloaded: refused, the object untouched, its registration's
+     * reference leaked with the old table (never dropped, never freed). */
+    CHECK (r == GCS_ERROR_INVALID_HANDLE);
+    CHECK (a.calls == 0);
+    CHECK (!second.is_valid (handle));
+    CHECK (second.unregister (handle) == GCS_ERROR_INVALID_HANDLE);
+    CHECK (OBJECT_REFCOUNT (element) == 2);
+    gst_object_unref (element); /* the leaked one, for the leak checkers */
+  }
+  CHECK (second.shutdown (1000) == GCS_OK);
+  CHECK (dlclose (second.lib) == 0);
+  CHECK (OBJECT_REFCOUNT (element) == 1);
+  gst_object_unref (element);
+}
+
+int
+main (int argc, char **argv)
+{
+  gst_init (&argc, &argv);
+
+  fprintf (stderr, "-- misuse_dlclose_after_shutdown_with_live_handles\n");
+  misuse_dlclose_after_shutdown_with_live_handles ();
+  fprintf (stderr, "-- misuse_dlclose_without_shutdown_with_a_live_handle\n");
+  misuse_dlclose_without_shutdown_with_a_live_handle ();
+
+  printf ("%s: passed\n", __FILE__);
+  return 0;
+}
