@@ -11,6 +11,7 @@
 //!
 //! Runs are serialized (each ends with `gcs_shutdown`).
 
+#[allow(dead_code)] // pkg_config: used by the tests that build C programs
 mod support;
 
 #[path = "model/mod.rs"]

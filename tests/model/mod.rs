@@ -186,7 +186,7 @@ struct Payload {
 const MAGIC: u64 = 0x6763_7361_6665_7479;
 const POISON: u64 = 0xdead_dead_dead_dead;
 
-unsafe extern "C" fn release_payload(object: *mut c_void, data: *mut c_void) {
+unsafe extern "C-unwind" fn release_payload(object: *mut c_void, data: *mut c_void) {
     // SAFETY: data is the payload's Tracker; object the Box<Payload>.
     let tracker = unsafe { &*(data as *const Tracker) };
     if object as usize != tracker.object {
@@ -819,6 +819,37 @@ impl Run {
         e.1 = e.1.saturating_add_signed(hi);
     }
 
+    /// The deadlock tracking after an end of `handle` on `thread`
+    /// (src/thread_accesses.rs): the library forgets one entry of the
+    /// handle on the ending thread if it has one, else posts the end to a
+    /// thread that holds one (exact with one holder, "best-effort" with
+    /// several: any of them). An inline end goes through the library only
+    /// sometimes (the last end of an unregistered handle): `certain` false.
+    fn end_tracking(&mut self, thread: usize, handle: u64, certain: bool) {
+        let own = self
+            .tracked
+            .get(&(thread, handle))
+            .copied()
+            .unwrap_or((0, 0));
+        let holders: Vec<usize> = (0..THREADS)
+            .filter(|&t| t != thread && self.tracked.get(&(t, handle)).is_some_and(|e| e.1 > 0))
+            .collect();
+        if certain && own.0 > 0 {
+            self.track(thread, handle, -1, -1);
+            return;
+        }
+        // Maybe our own entry, maybe (if we have none) a holder's.
+        self.track(thread, handle, -1, 0);
+        let exact = certain && own.1 == 0 && holders.len() == 1;
+        for t in holders {
+            if exact {
+                self.track(t, handle, -1, -1);
+            } else {
+                self.track(t, handle, -1, 0);
+            }
+        }
+    }
+
     fn tracked_on(&self, thread: usize) -> u32 {
         self.tracked
             .iter()
@@ -1354,15 +1385,7 @@ impl Run {
         // SAFETY: plain call.
         let r = unsafe { f(handle) };
         self.expect("end", r, &[OK]);
-        // Deadlock tracking is per thread: the library forgets an access of
-        // this handle tracked on the ending thread, if it has one. An inline
-        // end goes through the library only sometimes (the last end of an
-        // unregistered handle), so it may or may not.
-        if inline {
-            self.track(thread, handle, -1, 0);
-        } else {
-            self.track(thread, handle, -1, -1);
-        }
+        self.end_tracking(thread, handle, !inline);
         self.ended(reg);
     }
 
@@ -1458,7 +1481,7 @@ impl Run {
             St::Live | St::Invalidated if flights > 0 => vec![TIMEOUT],
             St::Live | St::Invalidated => vec![OK],
         };
-        if st != St::Released && hi > 0 {
+        if st != St::Released && hi > 0 && flights > 0 {
             expected.push(WOULD_DEADLOCK); // an inline end may have left the tracking
         }
         let expected = self.loosen(reg, &expected);
@@ -1682,6 +1705,14 @@ impl Run {
             return;
         }
         self.unref(object);
+        // A release running on the finalizer executor holds the object
+        // (upgraded) until the finalizer returned.
+        if self.regs[reg].st == St::Released
+            && self.async_release(reg)
+            && !self.regs[reg].release_checked
+        {
+            return;
+        }
         let expected = u32::from(self.objects[object].accesses == 0);
         self.check_freed(
             object,
