@@ -335,14 +335,21 @@ impl ManagerInner {
                     .as_ref()
                     .is_some_and(|r| r.manager.id == self.id)
             {
-                pending.push(handle);
+                pending.push((handle, word.count()));
             }
         });
         // Checked outside the detail locks (the tracker may take its own).
+        // An access of this thread counts only while the handle has accesses
+        // in flight: an entry can outlive its access (one begun through the
+        // library and ended inline, which the tracker never hears of), as
+        // `gcs_unregister_sync` also checks (handle.rs). Without that, a
+        // stale entry made close give up at once on a release that was only
+        // waiting for its finalizer (found by the model check).
         let here = pending
             .iter()
-            .filter(|&&h| {
-                crate::thread_accesses::is_releasing(h) || crate::thread_accesses::contains(h)
+            .filter(|&&(h, in_flight)| {
+                crate::thread_accesses::is_releasing(h)
+                    || (in_flight > 0 && crate::thread_accesses::contains(h))
             })
             .count();
         (pending.len() - here, here)
