@@ -45,9 +45,8 @@ glib_function (const char *name)
   return function;
 }
 
-/* `static type (*real) args = glib's name`, looked up on first use. Races
- * between the first uses are benign: every thread stores the same value,
- * and the store is atomic. */
+/* real_NAME (): GLib's NAME, looked up on first use and cached (threads
+ * that race to the first use each store the same value, atomically). */
 #define REAL(ret, name, params)                                               \
   typedef ret (*name##_fn) params;                                            \
   static name##_fn                                                            \
