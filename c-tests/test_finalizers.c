@@ -33,6 +33,7 @@ typedef struct
   unsigned sleep_ms;            /* per attempt: slow work, never relied on for timing */
   gint attempts;
   gint returned;                /* set as the last attempt returns */
+  gint failed;                  /* attempts that failed, counted as they return */
   int first_sequence;
   int return_sequence;
   pthread_t thread;
@@ -94,9 +95,13 @@ finalizer_fn (void *object, void *user_data)
   const gboolean fail = f->fail_first < 0 || attempt <= f->fail_first;
   f->alive_at_return = f->alive != NULL && g_atomic_pointer_get (f->alive) != NULL;
   f->return_sequence = next_sequence ();
-  /* The last attempt: success, or a failure with no retry left (the caller
-   * knows how many that is). */
-  if (!fail)
+  /* The attempt's last write to `f`, which a test waits for before it reads
+   * or reuses `f` (the library's stats counters are no synchronisation):
+   * `returned` on success, the last attempt, or one more failure (the caller
+   * knows how many attempts there are). */
+  if (fail)
+    g_atomic_int_inc (&f->failed);
+  else
     g_atomic_int_set (&f->returned, 1);
   return fail ? 1 : 0;
 }
@@ -161,7 +166,10 @@ register_tracked (Tracked * t, GcsManager * manager, const char *name)
   CHECK_OK (gcs_register_full (&registration, &t->handle));
 }
 
-#define IS_FINALIZED(t) (g_atomic_pointer_get (&(t)->alive) == NULL)
+/* finalize_notify has run: its atomic write is its last to `t`, after GLib
+ * cleared `alive` (the weak pointer, added first), so a test that saw it may
+ * reuse `t`. */
+#define IS_FINALIZED(t) (g_atomic_int_get (&(t)->finalize_sequence) != 0)
 
 static GcsManager *
 manager_with (gboolean safety, uint32_t retries, uint32_t timeout_ms)
@@ -323,6 +331,7 @@ test_retries (void)
   f.fail_first = 2;
   CHECK_OK (gcs_set_finalizer (t.handle, finalizer_fn, &f));
   CHECK_OK (gcs_unregister (t.handle));
+  POLL_UNTIL (g_atomic_int_get (&f.returned), HANG_MS);
   POLL_UNTIL (stats_of (manager).finalizers_run == 1, HANG_MS);
   GcsStats s = stats_of (manager);
   CHECK (s.finalizers_run == 1 && s.finalizer_failures == 0);
@@ -338,6 +347,7 @@ test_retries (void)
   f.fail_first = -1;
   CHECK_OK (gcs_set_finalizer (t.handle, finalizer_fn, &f));
   CHECK_OK (gcs_unregister (t.handle));
+  POLL_UNTIL (g_atomic_int_get (&f.failed) == 4, HANG_MS);
   POLL_UNTIL (stats_of (manager).finalizers_run == 2, HANG_MS);
   s = stats_of (manager);
   CHECK (s.finalizers_run == 2 && s.finalizer_failures == 1);
@@ -353,6 +363,7 @@ test_retries (void)
   f.fail_first = -1;
   CHECK_OK (gcs_set_finalizer (t.handle, finalizer_fn, &f));
   CHECK_OK (gcs_unregister (t.handle));
+  POLL_UNTIL (g_atomic_int_get (&f.failed) == 1, HANG_MS);
   POLL_UNTIL (stats_of (manager).finalizers_run == 1, HANG_MS);
   POLL_UNTIL (IS_FINALIZED (&t), HANG_MS);
   CHECK (IS_FINALIZED (&t));
