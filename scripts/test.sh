@@ -292,10 +292,25 @@ stage "cargo test" cargo test
 stage "benches (test mode)" cargo test --benches
 # The C benchmark of the table (benches/table_bench.c): builds and runs once.
 stage "table benchmark (smoke)" scripts/bench-table.sh --smoke
-# The #[ignore]d tests: the C tests under ASan+UBSan and under valgrind.
-stage "ignored tests (C: ASan+UBSan, valgrind)" cargo test --tests -- --ignored
-stage "miri" scripts/miri.sh
-stage "loom" scripts/loom.sh
+# The #[ignore]d tests: the C tests under ASan+UBSan and under valgrind
+# (GLib's suppressions). Every sanitizer job runs under `timeout`: a hang
+# fails the run with the stage's name instead of eating CI's 90 minutes.
+stage "ignored tests (C: ASan+UBSan, valgrind)" timeout 1800 cargo test --tests -- --ignored
+# The C tests and the C++ binding's test under ThreadSanitizer, with the
+# library (and std) instrumented: nightly -Zsanitizer=thread -Zbuild-std.
+stage "ThreadSanitizer (C tests, C++ binding)" timeout 1200 scripts/tsan.sh
+# The table's unit tests under Miri: strict provenance, seeds 0..8.
+stage "miri" timeout 1200 scripts/miri.sh
+# Every loom model, with up to 5 preemptions per execution (tokio's CI
+# bounds at 2): 10 s instead of the exhaustive search's 4 minutes, which is
+# one of docs/reliability.md's long runs (scripts/loom.sh alone).
+stage "loom" env LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-5}" timeout 1800 scripts/loom.sh
+# The model-based fuzzer (libFuzzer + ASan, nightly) for one minute from the
+# committed corpus; tests/model_check.rs (in `cargo test`) is its stable twin.
+stage "fuzzer against the model (60 s)" timeout 1200 scripts/fuzz.sh --seconds 60
+# The soak program for 30 s: 4 threads of random operations on real
+# GStreamer objects, invariants checked all along (docs/stress.md).
+stage "soak (30 s)" timeout 900 scripts/stress.sh --duration 30
 stage "pkg-config, make install" pkg_config_check
 stage "demo (tour)" scripts/demo.sh --tour
 stage "capture demo (C, ASan)" capture_demo_c
