@@ -1,7 +1,7 @@
 /* Misuse cases of issue 11 ("Reliability") that no other test names: each
  * function is named `misuse_<case>` and proves the guaranteed behaviour
  * with real GStreamer objects, their reference counts and weak
- * notifications. docs/misuse-cases.md maps every case of the issue to the
+ * notifications. docs/reliability.md maps every case of the issue to the
  * test that proves it (here or elsewhere).
  *
  * Nothing here sleeps to synchronize: threads meet at gates (GMutex +

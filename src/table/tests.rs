@@ -376,7 +376,7 @@ fn the_process_table_places_a_threads_slots_together() {
     );
 }
 
-// ----- misuse cases of issue 11 (docs/misuse-cases.md) ---------------------
+// ----- misuse cases of issue 11 (docs/reliability.md) ---------------------
 
 #[test]
 fn misuse_generation_exhaustion_retires_the_slot() {
