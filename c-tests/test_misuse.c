@@ -29,6 +29,18 @@
 #ifndef TEST_UNDER_ASAN
 #define TEST_UNDER_ASAN 0
 #endif
+/* ThreadSanitizer (scripts/tsan.sh): its shadow memory, like ASan's, does
+ * not fit under RLIMIT_AS, and it makes 2^28 atomic operations minutes. */
+#if defined(__SANITIZE_THREAD__)
+#define TEST_UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_UNDER_TSAN 1
+#endif
+#endif
+#ifndef TEST_UNDER_TSAN
+#define TEST_UNDER_TSAN 0
+#endif
 
 /* In a forked child: report and _exit (no atexit handlers, no parent stdio). */
 #define CHILD_CHECK(cond)                                                        \
@@ -115,8 +127,8 @@ current_address_space (void)
 static void
 misuse_allocation_failure_while_growing (void)
 {
-  if (TEST_UNDER_ASAN || test_under_valgrind ()) {
-    fprintf (stderr, "   skipped under ASan/valgrind: RLIMIT_AS does not apply there\n");
+  if (TEST_UNDER_ASAN || TEST_UNDER_TSAN || test_under_valgrind ()) {
+    fprintf (stderr, "   skipped under ASan/TSan/valgrind: RLIMIT_AS does not apply there\n");
     return;
   }
   enum { N = 40000 };
@@ -776,8 +788,8 @@ misuse_fork_with_another_thread_inside_an_access (void)
 static void
 misuse_in_flight_counter_saturation_inline (void)
 {
-  if (TEST_UNDER_ASAN || test_slow_run ()) {
-    fprintf (stderr, "   skipped under ASan/valgrind/GCS_SLOW: 2^28 accesses\n");
+  if (TEST_UNDER_ASAN || TEST_UNDER_TSAN || test_slow_run ()) {
+    fprintf (stderr, "   skipped under ASan/TSan/valgrind/GCS_SLOW: 2^28 accesses\n");
     return;
   }
   GcsTableView view;
