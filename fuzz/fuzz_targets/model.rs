@@ -19,7 +19,11 @@ unsafe extern "C" {
     fn gcs_model_begin_inline(handle: u64, object_out: *mut *mut c_void) -> i32;
     fn gcs_model_end_inline(handle: u64) -> i32;
     fn gcs_model_is_valid_inline(handle: u64) -> bool;
-    fn gcs_model_safe_access_inline(handle: u64, callback: model::Callback, data: *mut c_void) -> i32;
+    fn gcs_model_safe_access_inline(
+        handle: u64,
+        callback: model::Callback,
+        data: *mut c_void,
+    ) -> i32;
 }
 
 /// An exported function as the C declaration's function pointer type (the
@@ -32,6 +36,9 @@ macro_rules! c {
     };
 }
 
+// Each transmute's target type is its Api field's, which says it better
+// than a repeated annotation.
+#[allow(clippy::missing_transmute_annotations)]
 fn api() -> model::Api {
     static API: OnceLock<model::Api> = OnceLock::new();
     *API.get_or_init(|| {

@@ -615,6 +615,8 @@ pub struct Run {
     /// (a lower and an upper bound: an inline end may or may not go through
     /// the library, see `end`).
     tracked: HashMap<(usize, u64), (u32, u32)>,
+    /// Boxed: the library keeps their addresses while the Vec grows.
+    #[allow(clippy::vec_box)]
     cleanup_ctxs: Vec<Box<CleanupCtx>>,
     next_cleanup: u32,
     stale: Vec<u64>,
@@ -1316,11 +1318,12 @@ impl Run {
             let Named::Dead { zero, .. } = named else {
                 unreachable!()
             };
-            let mut object = 0x1 as *mut c_void;
+            let sentinel = ptr::dangling_mut::<c_void>();
+            let mut object = sentinel;
             // SAFETY: valid out pointer.
             let r = unsafe { f(handle, &mut object) };
             self.expect("begin of a dead value", r, Self::dead_codes(zero));
-            if object as usize != 1 {
+            if object != sentinel {
                 self.fail("a refused begin wrote *object_out".into());
             }
             return;
