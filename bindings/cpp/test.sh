@@ -37,3 +37,12 @@ clang++ -std=c++17 "${warnings[@]}" -g -O1 -pthread -fsanitize=address,undefined
     -fno-sanitize-recover=undefined -I"$here" "$here/tests/test_gcsafety.cpp" -o "$out/test_cpp_asan" "${gst[@]}"
 ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 LSAN_OPTIONS=suppressions=$root/c-tests/lsan.supp \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "$out/test_cpp_asan"
+
+echo "-- gcsafety.hpp, C++17 (g++) under valgrind memcheck"
+# The same checks as the C tests' valgrind run (tests/c_tests.rs). The child
+# that exception_through_the_library_aborts_cleanly forks aborts on purpose,
+# its executor thread gone: its report would only be noise.
+GST_REGISTRY_FORK=no timeout 900 valgrind --error-exitcode=99 --leak-check=full --child-silent-after-fork=yes \
+    --errors-for-leak-kinds=definite --show-leak-kinds=definite --track-origins=yes \
+    --suppressions=/usr/share/glib-2.0/valgrind/glib.supp --suppressions="$root/c-tests/gstreamer.supp" \
+    "$out/test_cpp"
