@@ -318,7 +318,7 @@ if [ -f bindings/go/go.mod ]; then
     stage "go vet, go test -race" go_tests
     stage "capture demo (Go, -race)" capture_demo_go
 fi
-# The C header as C99 and C++11; gcsafety.hpp with g++ and clang++ ASan+UBSan.
+# The C header as C99 and C++11; gcsafety.hpp with g++ (plain, under valgrind) and clang++ ASan+UBSan.
 stage "C++ binding, C header as C99/C++11" bindings/cpp/test.sh
 # pytest with Debian's python3 and PyGObject, real GStreamer.
 stage "Python binding (pytest)" bindings/python/test.sh
