@@ -104,6 +104,7 @@ fn api() -> model::Api {
             add_cleanup: sym(lib, "gcs_add_cleanup"),
             set_finalizer: sym(lib, "gcs_set_finalizer"),
             config_init: sym(lib, "gcs_config_init"),
+            configure: sym(lib, "gcs_configure"),
             manager_new: sym(lib, "gcs_manager_new"),
             manager_close: sym(lib, "gcs_manager_close"),
             manager_free: sym(lib, "gcs_manager_free"),

@@ -58,6 +58,7 @@ fn api() -> model::Api {
             add_cleanup: c!(cleanup::gcs_add_cleanup),
             set_finalizer: c!(cleanup::gcs_set_finalizer),
             config_init: c!(config::gcs_config_init),
+            configure: c!(config::gcs_configure),
             manager_new: c!(manager::gcs_manager_new),
             manager_close: c!(manager::gcs_manager_close),
             manager_free: c!(manager::gcs_manager_free),

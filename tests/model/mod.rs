@@ -71,6 +71,7 @@ pub struct Api {
     pub add_cleanup: unsafe extern "C" fn(u64, Callback, *mut c_void) -> i32,
     pub set_finalizer: unsafe extern "C" fn(u64, Callback, *mut c_void) -> i32,
     pub config_init: unsafe extern "C" fn(*mut GcsConfig),
+    pub configure: unsafe extern "C" fn(*const GcsConfig) -> i32,
     pub manager_new: unsafe extern "C" fn(*const GcsConfig, *mut *mut c_void) -> i32,
     pub manager_close: unsafe extern "C" fn(*mut c_void, u32) -> i32,
     pub manager_free: unsafe extern "C" fn(*mut c_void),
@@ -663,13 +664,28 @@ impl Run {
             invalidate_on_error: false,
             async_finalizers: true,
         }];
-        for invalidate in [false, true] {
+        // Released states are dropped (and their slots reused, so stale
+        // handles meet new generations) at the next registration: with the
+        // default five minutes, every run would add its registrations to a
+        // table that close and shutdown scan whole.
+        let config = |api: &Api| {
             let mut config = std::mem::MaybeUninit::<GcsConfig>::zeroed();
             // SAFETY: gcs_config_init fills every field.
             let mut config = unsafe {
                 (api.config_init)(config.as_mut_ptr());
                 config.assume_init()
             };
+            config.state_retention_ms = 0;
+            config.cleanup_interval_ms = 1;
+            config
+        };
+        // The default manager is fresh (the previous run ended with
+        // gcs_shutdown), so it may be configured again.
+        // SAFETY: a valid config.
+        let r = unsafe { (api.configure)(&config(&api)) };
+        assert_eq!(r, OK, "gcs_configure of the fresh default manager");
+        for invalidate in [false, true] {
+            let mut config = config(&api);
             config.enable_finalizer_safety = false;
             config.invalidate_on_callback_error = invalidate;
             config.max_finalizer_retries = 2;
