@@ -52,6 +52,49 @@ stage() {
     stage_times+=("$took")
 }
 
+# stage_start NAME COMMAND...: start a stage in the background, its output to
+# a log, for a stage that fills a core the next ones leave idle (the valgrind
+# runs are single-threaded); stage_join NAME waits for it, prints its output
+# and time, and stops everything if it failed. Its time overlaps the others'.
+declare -A bg_pid=() bg_log=() bg_start=() bg_cmd=()
+stage_start() {
+    local name=$1
+    shift
+    if [ -n "${GCS_TEST_FROM:-}" ]; then
+        [ "$name" = "$GCS_TEST_FROM" ] || { printf '\n(skipped: %s)\n' "$name"; return 0; }
+        GCS_TEST_FROM=
+    fi
+    printf '\n==> %s (in the background): %s\n' "$name" "$*"
+    bg_log[$name]=$(mktemp)
+    bg_start[$name]=$EPOCHREALTIME
+    bg_cmd[$name]="$*"
+    (
+        set -e
+        "$@"
+    ) >"${bg_log[$name]}" 2>&1 </dev/null &
+    bg_pid[$name]=$!
+}
+stage_join() {
+    local name=$1 status=0 took
+    [ -n "${bg_pid[$name]:-}" ] || return 0 # skipped
+    wait "${bg_pid[$name]}" || status=$?
+    took=$(elapsed_since "${bg_start[$name]}")
+    printf '\n==> %s (its output, from the background)\n' "$name"
+    cat "${bg_log[$name]}"
+    rm -f "${bg_log[$name]}"
+    if [ "$status" -ne 0 ]; then
+        printf '\nFAILED: stage "%s" (exit status %s, after %s s)\n' "$name" "$status" "$took" >&2
+        printf 'to rerun it: %s\n' "${bg_cmd[$name]}" >&2
+        exit 1
+    fi
+    printf '<== %s: ok (%s s, in the background)\n' "$name" "$took"
+    stage_names+=("$name (background)")
+    stage_times+=("$took")
+}
+# A failing stage exits: background stages must not outlive the run (their
+# commands are `timeout ...`, which passes the signal on to what it runs).
+trap 'for pid in "${bg_pid[@]}"; do pkill -TERM -P "$pid" 2>/dev/null; kill "$pid" 2>/dev/null; done; true' EXIT
+
 # ----- README examples -------------------------------------------------------------
 
 # readme_block LANG: the README's first ```LANG block (its examples are
@@ -292,10 +335,16 @@ stage "cargo test" cargo test
 stage "benches (test mode)" cargo test --benches
 # The C benchmark of the table (benches/table_bench.c): builds and runs once.
 stage "table benchmark (smoke)" scripts/bench-table.sh --smoke
+# The model-based fuzzer (libFuzzer + ASan, nightly) for one minute from the
+# committed corpus; tests/model_check.rs (in `cargo test`) is its stable twin.
+# In the background: its build (own target dir) and run fill the core that
+# the valgrind runs below leave idle.
+stage_start "fuzzer against the model (60 s)" timeout 1500 scripts/fuzz.sh --seconds 60
 # The #[ignore]d tests: the C tests under ASan+UBSan and under valgrind
 # (GLib's suppressions). Every sanitizer job runs under `timeout`: a hang
 # fails the run with the stage's name instead of eating CI's 90 minutes.
 stage "ignored tests (C: ASan+UBSan, valgrind)" timeout 1800 cargo test --tests -- --ignored
+stage_join "fuzzer against the model (60 s)"
 # The C tests and the C++ binding's test under ThreadSanitizer, with the
 # library (and std) instrumented: nightly -Zsanitizer=thread -Zbuild-std.
 stage "ThreadSanitizer (C tests, C++ binding)" timeout 1200 scripts/tsan.sh
@@ -305,9 +354,6 @@ stage "miri" timeout 1200 scripts/miri.sh
 # bounds at 2): 10 s instead of the exhaustive search's 4 minutes, which is
 # one of docs/reliability.md's long runs (scripts/loom.sh alone).
 stage "loom" env LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-5}" timeout 1800 scripts/loom.sh
-# The model-based fuzzer (libFuzzer + ASan, nightly) for one minute from the
-# committed corpus; tests/model_check.rs (in `cargo test`) is its stable twin.
-stage "fuzzer against the model (60 s)" timeout 1200 scripts/fuzz.sh --seconds 60
 # The soak program for 30 s: 4 threads of random operations on real
 # GStreamer objects, invariants checked all along (docs/stress.md).
 stage "soak (30 s)" timeout 900 scripts/stress.sh --duration 30
