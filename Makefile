@@ -9,6 +9,11 @@
 #                         INCLUDEDIR (PREFIX/include), DESTDIR (staging root)
 #   make uninstall        remove what make install installed (same variables)
 #   make demo             scripts/demo.sh
+#   make soak             the soak program for an hour (scripts/stress.sh;
+#                         SOAK_SECONDS, SOAK_THREADS)
+#   make fuzz             the model fuzzer for an hour (scripts/fuzz.sh;
+#                         FUZZ_SECONDS), minimising the corpus afterwards
+#   make tsan             the C tests under ThreadSanitizer (scripts/tsan.sh)
 #
 # The files and their names are those of cargo-c (`cargo cinstall`, with the
 # [package.metadata.capi] of Cargo.toml): libgcsafety.so.VERSION with the
@@ -43,4 +48,17 @@ uninstall:
 demo:
 	scripts/demo.sh
 
-.PHONY: all check install uninstall demo
+SOAK_SECONDS ?= 3600
+SOAK_THREADS ?= 8
+FUZZ_SECONDS ?= 3600
+
+soak:
+	scripts/stress.sh --threads "$(SOAK_THREADS)" --duration "$(SOAK_SECONDS)"
+
+fuzz:
+	scripts/fuzz.sh --seconds "$(FUZZ_SECONDS)" --merge
+
+tsan:
+	scripts/tsan.sh
+
+.PHONY: all check install uninstall demo soak fuzz tsan
