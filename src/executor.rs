@@ -1049,17 +1049,26 @@ mod tests {
         assert!(fired - start >= Duration::from_millis(100));
 
         // Fill the two non-stuck slots with more hung tasks, then a quick one.
+        // Each says when its timeout fired: the gate opens only after that,
+        // so they are certain to have overrun (on a loaded machine the quick
+        // task may be done before 100 ms have passed).
+        let (overran_tx, overran_rx) = mpsc::channel();
         let hung: Vec<_> = (0..2)
             .map(|_| {
                 let held = hang.clone();
-                task(
+                let overran = overran_tx.clone();
+                let (mut t, rx) = task(
                     move || {
                         held.wait();
                         true
                     },
                     0,
                     Duration::from_millis(100),
-                )
+                );
+                t.on_timeout = Box::new(move || {
+                    let _ = overran.send(());
+                });
+                (t, rx)
             })
             .collect();
         let (hung, hung_rxs): (Vec<_>, Vec<_>) = hung.into_iter().unzip();
@@ -1082,7 +1091,13 @@ mod tests {
         assert!(ex.thread_count() <= MAX_THREADS);
         assert!(hung_rx.try_recv().is_err(), "done of a held attempt");
 
-        // Released: the hung ones finish, reported as timed out.
+        // Released once all three overran: the hung ones finish, reported
+        // as timed out.
+        for _ in 0..2 {
+            overran_rx
+                .recv_timeout(LONG)
+                .expect("on_timeout of a held attempt");
+        }
         let released = Instant::now();
         hang.open();
         let (hung_outcome, hung_done) = hung_rx.recv_timeout(LONG).expect("done not called");
