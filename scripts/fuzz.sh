@@ -70,7 +70,8 @@ timeout --signal=KILL $((seconds + 300)) "$binary" "${args[@]}" "${extra[@]}" "$
 if [ "$merge" -eq 1 ]; then
     merged=$(mktemp -d)
     "$binary" -merge=1 -max_len=1024 "$merged" fuzz/corpus/model "$work/corpus"
-    rm -f fuzz/corpus/model/*
+    # Named inputs (regression-*: the input of a fixed bug) stay as they are.
+    find fuzz/corpus/model -type f ! -name 'regression-*' -delete
     cp "$merged"/* fuzz/corpus/model/
     rm -rf "$merged"
     echo "fuzz: fuzz/corpus/model now holds $(find fuzz/corpus/model -type f | wc -l) inputs (commit them)"
