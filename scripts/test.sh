@@ -340,14 +340,14 @@ stage "table benchmark (smoke)" scripts/bench-table.sh --smoke
 # In the background: its build (own target dir) and run fill the core that
 # the valgrind runs below leave idle.
 stage_start "fuzzer against the model (60 s)" timeout 1500 scripts/fuzz.sh --seconds 60
-# The #[ignore]d tests: the C tests under ASan+UBSan and under valgrind
-# (GLib's suppressions). Every sanitizer job runs under `timeout`: a hang
-# fails the run with the stage's name instead of eating CI's 90 minutes.
 # The C tests and the C++ binding's test under ThreadSanitizer, with the
 # library (and std) instrumented: nightly -Zsanitizer=thread -Zbuild-std.
 # In the background too: its build has its own target dir (its test runner
 # waits for cargo's lock on target/ until the stage below is done).
 stage_start "ThreadSanitizer (C tests, C++ binding)" timeout 1500 scripts/tsan.sh
+# The #[ignore]d tests: the C tests under ASan+UBSan and under valgrind
+# (GLib's suppressions). Every sanitizer job runs under `timeout`: a hang
+# fails the run with the stage's name instead of eating CI's 90 minutes.
 stage "ignored tests (C: ASan+UBSan, valgrind)" timeout 1800 cargo test --tests -- --ignored
 stage_join "fuzzer against the model (60 s)"
 stage_join "ThreadSanitizer (C tests, C++ binding)"
@@ -367,7 +367,8 @@ if [ -f bindings/go/go.mod ]; then
     stage "go vet, go test -race" go_tests
     stage "capture demo (Go, -race)" capture_demo_go
 fi
-# The C header as C99 and C++11; gcsafety.hpp with g++ (plain, under valgrind) and clang++ ASan+UBSan.
+# The C header as C99 and C++11; gcsafety.hpp with g++ (plainly and under
+# valgrind) and clang++ (ASan+UBSan).
 stage "C++ binding, C header as C99/C++11" bindings/cpp/test.sh
 # pytest with Debian's python3 and PyGObject, real GStreamer.
 stage "Python binding (pytest)" bindings/python/test.sh
