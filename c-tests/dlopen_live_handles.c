@@ -20,65 +20,9 @@
 
 #include <gst/gst.h>
 
-#include "gcsafety.h"
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      exit (1);                                                                \
-    }                                                                          \
-  } while (0)
+#include "dlopen_common.h"
 
 #define OBJECT_REFCOUNT(obj) ((int) g_atomic_int_get (&G_OBJECT (obj)->ref_count))
-
-typedef struct
-{
-  void *lib;
-  const char *(*last_error) (void);
-  GcsResult (*reg) (void *, const char *, GcsHandle *);
-  GcsResult (*safe_access) (GcsHandle, GcsAccessFn, void *);
-  GcsResult (*unregister) (GcsHandle);
-  bool (*is_valid) (GcsHandle);
-  GcsResult (*shutdown) (uint32_t);
-} Api;
-
-/* dlsym returns void *; ISO C (-Wpedantic) forbids casting it to a
- * function pointer directly, POSIX guarantees the copy works. */
-static void
-resolve (void *lib, const char *name, void *fn_out, size_t fn_size)
-{
-  void *symbol = dlsym (lib, name);
-  if (symbol == NULL) {
-    fprintf (stderr, "dlsym(%s) failed: %s\n", name, dlerror ());
-    exit (1);
-  }
-  CHECK (fn_size == sizeof symbol);
-  memcpy (fn_out, &symbol, fn_size);
-}
-
-#define RESOLVE(api, field, name) resolve ((api)->lib, name, &(api)->field, sizeof (api)->field)
-
-static Api
-load (void)
-{
-  Api api;
-  memset (&api, 0, sizeof api);
-  const char *path = getenv ("GCS_LIBRARY_PATH");
-  CHECK (path != NULL);
-  api.lib = dlopen (path, RTLD_NOW | RTLD_LOCAL);
-  if (api.lib == NULL) {
-    fprintf (stderr, "dlopen(%s) failed: %s\n", path, dlerror ());
-    exit (1);
-  }
-  RESOLVE (&api, last_error, "gcs_last_error");
-  RESOLVE (&api, reg, "gcs_register");
-  RESOLVE (&api, safe_access, "gcs_safe_access");
-  RESOLVE (&api, unregister, "gcs_unregister");
-  RESOLVE (&api, is_valid, "gcs_is_valid");
-  RESOLVE (&api, shutdown, "gcs_shutdown");
-  return api;
-}
 
 /* Whether the library's code is still mapped after its dlclose. */
 static gboolean

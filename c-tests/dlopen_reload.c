@@ -9,43 +9,7 @@
 
 #include <gst/gst.h>
 
-#include "gcsafety.h"
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf (stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      exit (1);                                                                \
-    }                                                                          \
-  } while (0)
-
-typedef struct
-{
-  void *lib;
-  uint32_t (*abi_version) (void);
-  const char *(*last_error) (void);
-  GcsResult (*reg) (void *, const char *, GcsHandle *);
-  GcsResult (*safe_access) (GcsHandle, GcsAccessFn, void *);
-  GcsResult (*unregister) (GcsHandle);
-  bool (*is_valid) (GcsHandle);
-  GcsResult (*shutdown) (uint32_t);
-} Api;
-
-/* dlsym returns void *; converting it to a function pointer is what POSIX
- * requires to work, but ISO C (-Wpedantic) forbids the direct cast. */
-static void
-resolve (void *lib, const char *name, void *fn_out, size_t fn_size)
-{
-  void *symbol = dlsym (lib, name);
-  if (symbol == NULL) {
-    fprintf (stderr, "dlsym(%s) failed: %s\n", name, dlerror ());
-    exit (1);
-  }
-  CHECK (fn_size == sizeof symbol);
-  memcpy (fn_out, &symbol, fn_size);
-}
-
-#define RESOLVE(api, field, name) resolve ((api)->lib, name, &(api)->field, sizeof (api)->field)
+#include "dlopen_common.h"
 
 /* Every symbol listed in gcsafety.symbols resolves. Returns how many. */
 static int
@@ -71,27 +35,12 @@ resolve_every_listed_symbol (void *lib)
   return count;
 }
 
+/* The library, checked to export every symbol listed in gcsafety.symbols. */
 static Api
-load (void)
+load_checked (void)
 {
-  Api api;
-  memset (&api, 0, sizeof api);
-  const char *path = getenv ("GCS_LIBRARY_PATH");
-  CHECK (path != NULL);
-  api.lib = dlopen (path, RTLD_NOW | RTLD_LOCAL);
-  if (api.lib == NULL) {
-    fprintf (stderr, "dlopen(%s) failed: %s\n", path, dlerror ());
-    exit (1);
-  }
+  Api api = load ();
   CHECK (resolve_every_listed_symbol (api.lib) >= 16);
-  RESOLVE (&api, abi_version, "gcs_abi_version");
-  RESOLVE (&api, last_error, "gcs_last_error");
-  RESOLVE (&api, reg, "gcs_register");
-  RESOLVE (&api, safe_access, "gcs_safe_access");
-  RESOLVE (&api, unregister, "gcs_unregister");
-  RESOLVE (&api, is_valid, "gcs_is_valid");
-  RESOLVE (&api, shutdown, "gcs_shutdown");
-  CHECK (api.abi_version () == GCS_ABI_VERSION);
   return api;
 }
 
@@ -128,14 +77,14 @@ main (int argc, char **argv)
 {
   gst_init (&argc, &argv);
 
-  Api first = load ();
+  Api first = load_checked ();
   gpointer alive1 = NULL;
   GcsHandle old = use_library (&first, TRUE, &alive1);
   /* What a program must do before dlclose: close everything, join threads. */
   CHECK (first.shutdown (1000) == GCS_OK);
   CHECK (dlclose (first.lib) == 0);
 
-  Api second = load ();
+  Api second = load_checked ();
   /* The old, released handle is refused, whether the library was really
    * unloaded (new salt: never issued) or stayed resident (released). */
   CHECK (!second.is_valid (old));
