@@ -24,20 +24,10 @@ probe (void *object, void *user_data)
   return p->status;
 }
 
-static GcsHandleInfo
-info_of (GcsHandle handle)
-{
-  GcsHandleInfo info;
-  memset (&info, 0, sizeof info);
-  info.struct_size = sizeof info;
-  CHECK_OK (gcs_get_info (handle, &info));
-  return info;
-}
-
 static uint32_t
 in_flight (GcsHandle handle)
 {
-  return info_of (handle).accesses_in_flight;
+  return handle_info_of (handle).accesses_in_flight;
 }
 
 /* A registered fakesink, with the evidence of its finalization. */
@@ -121,7 +111,7 @@ test_failing_callback (void)
     CHECK (gcs_last_error ()[0] != '\0');
     /* Default configuration: the handle stays valid. */
     CHECK (gcs_is_valid (sink.handle));
-    CHECK (info_of (sink.handle).state == GCS_STATE_LIVE);
+    CHECK (handle_info_of (sink.handle).state == GCS_STATE_LIVE);
     CHECK (in_flight (sink.handle) == 0);
     CHECK (OBJECT_REFCOUNT (sink.element) == 1);
   }
@@ -262,7 +252,7 @@ test_access_begin_end (void)
   CHECK_RESULT (gcs_access_begin (sink.handle, &object), GCS_ERROR_INVALIDATED);
   CHECK_LAST_ERROR_CONTAINS ("not valid for access");
   CHECK (object == SENTINEL);
-  CHECK (info_of (sink.handle).accesses_in_flight == 0);
+  CHECK (handle_info_of (sink.handle).accesses_in_flight == 0);
   CHECK_OK (gcs_unregister (sink.handle));
   CHECK (sink.alive == NULL);
   object = SENTINEL;
@@ -283,7 +273,7 @@ test_end_without_begin (void)
   CHECK_RESULT (gcs_access_end (sink.handle), GCS_ERROR_NOT_ACCESSING);
   /* Nothing changed: still live, nothing in flight, nothing released. */
   CHECK (gcs_is_valid (sink.handle));
-  GcsHandleInfo info = info_of (sink.handle);
+  GcsHandleInfo info = handle_info_of (sink.handle);
   CHECK (info.state == GCS_STATE_LIVE && info.accesses_in_flight == 0);
   CHECK (sink.alive != NULL && OBJECT_REFCOUNT (sink.element) == 1);
 
@@ -308,7 +298,7 @@ test_end_without_begin (void)
   register_sink (&invalid, NULL);
   CHECK_OK (gcs_invalidate (invalid.handle));
   CHECK_RESULT (gcs_access_end (invalid.handle), GCS_ERROR_NOT_ACCESSING);
-  CHECK (info_of (invalid.handle).state == GCS_STATE_INVALIDATED);
+  CHECK (handle_info_of (invalid.handle).state == GCS_STATE_INVALIDATED);
   unregister_sink (&invalid);
 }
 
@@ -617,7 +607,7 @@ test_get_info (void)
   const uint64_t registered_at = test_now_ms ();
   CHECK_OK (gcs_register_full (&registration, &handle));
 
-  GcsHandleInfo info = info_of (handle);
+  GcsHandleInfo info = handle_info_of (handle);
   CHECK (info.state == GCS_STATE_LIVE);
   CHECK (info.handle == handle);
   CHECK (info.kind == GCS_KIND_GST_OBJECT);
@@ -629,7 +619,7 @@ test_get_info (void)
 
   /* age_ms grows with time (allowing for a coarse clock: up to 10 ms ticks). */
   g_usleep (60 * 1000);
-  info = info_of (handle);
+  info = handle_info_of (handle);
   const uint64_t elapsed = test_now_ms () - registered_at;
   CHECK (info.age_ms >= 40);
   CHECK (info.age_ms <= elapsed + 20);
@@ -677,7 +667,7 @@ test_get_info (void)
   CHECK_OK (gcs_unregister (handle));
   CHECK (alive == NULL);
   g_usleep (40 * 1000);
-  info = info_of (handle);
+  info = handle_info_of (handle);
   CHECK (info.state == GCS_STATE_RELEASED);
   CHECK (info.accesses_in_flight == 0);
   CHECK (info.released_ms_ago >= 20);
@@ -725,7 +715,7 @@ test_invalidate (void)
   CHECK (object == SENTINEL);
 
   /* Still registered: described, and the object is alive. */
-  GcsHandleInfo info = info_of (sink.handle);
+  GcsHandleInfo info = handle_info_of (sink.handle);
   CHECK (info.state == GCS_STATE_INVALIDATED);
   CHECK (strcmp (info.instance_name, "invalidated-sink") == 0);
   CHECK (sink.alive != NULL);

@@ -49,16 +49,6 @@ count_call (void *object, void *user_data)
   return 0;
 }
 
-static GcsHandleInfo
-info_of (GcsHandle handle)
-{
-  GcsHandleInfo info;
-  memset (&info, 0, sizeof info);
-  info.struct_size = sizeof info;
-  CHECK_OK (gcs_get_info (handle, &info));
-  return info;
-}
-
 /* A buffer of ours (one reference) registered (the registration's). */
 static GcsHandle
 register_buffer (GstBuffer * buffer)
@@ -99,7 +89,7 @@ check_table_works (GcsHandle bystander)
   CHECK_OK (gcs_access_begin (bystander, &object));
   CHECK_OK (gcs_access_end (bystander));
   CHECK (calls == 2);
-  CHECK (info_of (bystander).accesses_in_flight == 0);
+  CHECK (handle_info_of (bystander).accesses_in_flight == 0);
 
   GstBuffer *buffer = gst_buffer_new_allocate (NULL, 16, NULL);
   GcsHandle fresh = register_buffer (buffer);
@@ -148,7 +138,7 @@ test_longjmp_out_of_an_inline_access (void)
   }
 
   /* What leaked: one access in flight, for ever. Nothing else changed. */
-  GcsHandleInfo info = info_of (handle);
+  GcsHandleInfo info = handle_info_of (handle);
   CHECK (info.accesses_in_flight == 1);
   CHECK (info.state == GCS_STATE_LIVE);
   CHECK (gcs_is_valid (handle) && gcs_is_valid_inline (handle));
@@ -164,7 +154,7 @@ test_longjmp_out_of_an_inline_access (void)
   } else {
     CHECK_RESULT (gcs_unregister_sync (handle, SHORT_MS), GCS_ERROR_TIMEOUT);
   }
-  info = info_of (handle);
+  info = handle_info_of (handle);
   CHECK (info.state == GCS_STATE_RELEASING && info.accesses_in_flight == 1);
   CHECK (!gcs_is_valid (handle) && !gcs_is_valid_inline (handle));
   CHECK (MINI_REFCOUNT (buffer) == 2);        /* the reference is still held */
@@ -173,7 +163,7 @@ test_longjmp_out_of_an_inline_access (void)
   /* Repaid: ending the access releases, here, exactly once. */
   CHECK_OK (gcs_access_end (handle));
   CHECK (MINI_REFCOUNT (buffer) == 1);
-  CHECK (info_of (handle).state == GCS_STATE_RELEASED);
+  CHECK (handle_info_of (handle).state == GCS_STATE_RELEASED);
   CHECK_RESULT (gcs_access_end (handle), GCS_ERROR_RELEASED);
   CHECK (MINI_REFCOUNT (buffer) == 1);
 
@@ -202,27 +192,27 @@ test_longjmp_between_begin_and_end (void)
     CHECK (0);                  /* not reached */
   }
 
-  CHECK (info_of (handle).accesses_in_flight == 1);
+  CHECK (handle_info_of (handle).accesses_in_flight == 1);
   check_table_works (bystander);
 
   uint64_t start = test_now_ms ();
   CHECK_RESULT (gcs_unregister_sync (handle, GENEROUS_MS), GCS_ERROR_WOULD_DEADLOCK);
   CHECK (test_now_ms () - start < GENEROUS_MS / 2);   /* at once */
   CHECK (gcs_is_valid (handle));      /* and changed nothing */
-  CHECK (info_of (handle).state == GCS_STATE_LIVE);
+  CHECK (handle_info_of (handle).state == GCS_STATE_LIVE);
 
   SyncUnregister call = { handle, GCS_OK };
   pthread_t thread;
   SPAWN (&thread, unregister_sync_thread, &call);
   JOIN (thread);
   CHECK_RESULT (call.result, GCS_ERROR_TIMEOUT);
-  CHECK (info_of (handle).state == GCS_STATE_RELEASING);
+  CHECK (handle_info_of (handle).state == GCS_STATE_RELEASING);
   CHECK (MINI_REFCOUNT (buffer) == 2);
   check_table_works (bystander);
 
   CHECK_OK (gcs_access_end (handle));
   CHECK (MINI_REFCOUNT (buffer) == 1);
-  CHECK (info_of (handle).state == GCS_STATE_RELEASED);
+  CHECK (handle_info_of (handle).state == GCS_STATE_RELEASED);
 
   CHECK_OK (gcs_unregister_sync (bystander, GENEROUS_MS));
   gst_buffer_unref (buffer);
@@ -253,7 +243,7 @@ test_a_landing_that_ends_the_access_leaks_nothing (void)
 
   CHECK_OK (access_with_landing (handle, work_and_jump, &jumped));
   CHECK (jumped == 1);
-  CHECK (info_of (handle).accesses_in_flight == 0);
+  CHECK (handle_info_of (handle).accesses_in_flight == 0);
   CHECK_OK (gcs_unregister_sync (handle, GENEROUS_MS));
   CHECK (MINI_REFCOUNT (buffer) == 1);
   gst_buffer_unref (buffer);
@@ -277,7 +267,7 @@ test_many_jumps_keep_the_thread_record_bounded (void)
       work_and_jump (object);
   }
   for (int i = 0; i < LEFT_IN_FLIGHT; i++)
-    CHECK (info_of (handles[i]).accesses_in_flight == 1);
+    CHECK (handle_info_of (handles[i]).accesses_in_flight == 1);
 
   GstBuffer *buffer = gst_buffer_new_allocate (NULL, 8, NULL);
   GcsHandle newest = register_buffer (buffer);

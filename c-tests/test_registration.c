@@ -53,16 +53,6 @@ log_release (void *object, void *user_data)
 }
 
 /* Extract a handle's info (the handle must be describable). */
-static GcsHandleInfo
-info_of (GcsHandle handle)
-{
-  GcsHandleInfo info;
-  memset (&info, 0, sizeof info);
-  info.struct_size = sizeof info;
-  CHECK_OK (gcs_get_info (handle, &info));
-  return info;
-}
-
 /* ---------------------------------------------------------------------- */
 
 static void
@@ -122,7 +112,7 @@ test_non_floating_gst_object_gets_a_reference (void)
   CHECK_OK (gcs_register (pipeline, "MyPipeline", &handle));
   CHECK (!g_object_is_floating (pipeline));
   CHECK (OBJECT_REFCOUNT (pipeline) == 1);
-  GcsHandleInfo info = info_of (handle);
+  GcsHandleInfo info = handle_info_of (handle);
   CHECK (strcmp (info.type_name, "MyPipeline") == 0);
   CHECK (info.kind == GCS_KIND_GST_OBJECT);
   CHECK_OK (gcs_unregister (handle));
@@ -145,7 +135,7 @@ test_gobject_kind (void)
   Seen seen = { 0, NULL };
   CHECK_OK (gcs_safe_access (handle, see_object, &seen));
   CHECK (seen.object == object);
-  GcsHandleInfo info = info_of (handle);
+  GcsHandleInfo info = handle_info_of (handle);
   CHECK (info.kind == GCS_KIND_GOBJECT);
   CHECK (strcmp (info.type_name, "GObject") == 0);
   CHECK_OK (gcs_unregister (handle));
@@ -173,7 +163,7 @@ test_gobject_kind (void)
   CHECK_OK (gcs_register_full (&registration, &handle));
   CHECK (!g_object_is_floating (element));
   CHECK (OBJECT_REFCOUNT (element) == 1);
-  CHECK (strcmp (info_of (handle).type_name, "GstQueue") == 0);
+  CHECK (strcmp (handle_info_of (handle).type_name, "GstQueue") == 0);
   CHECK_OK (gcs_unregister (handle));
   CHECK (alive == NULL);
 }
@@ -194,7 +184,7 @@ check_mini_object_kind (GstMiniObject * mini, const char *gtype_name)
   CHECK (seen.calls == 1 && seen.object == mini);
   CHECK (MINI_REFCOUNT (mini) == before + 1);
 
-  GcsHandleInfo info = info_of (handle);
+  GcsHandleInfo info = handle_info_of (handle);
   CHECK (info.kind == GCS_KIND_MINI_OBJECT);
   CHECK (info.type_name != NULL && strcmp (info.type_name, gtype_name) == 0);
   CHECK (info.size_bytes == 4096);
@@ -251,7 +241,7 @@ test_pointer_kind (void)
   CHECK_OK (gcs_safe_access (handle, see_object, &seen));
   CHECK (seen.object == payload);
   CHECK (log.releases == 0);
-  GcsHandleInfo info = info_of (handle);
+  GcsHandleInfo info = handle_info_of (handle);
   CHECK (info.kind == GCS_KIND_POINTER);
   CHECK (strcmp (info.type_name, "pointer") == 0);
 
@@ -278,7 +268,7 @@ test_pointer_kind (void)
   registration.release_data = &log;
   CHECK_OK (gcs_register_full (&registration, &handle));
   CHECK (OBJECT_REFCOUNT (element) == 1);       /* no reference taken for POINTER */
-  CHECK (strcmp (info_of (handle).type_name, "FakeSrcBox") == 0);
+  CHECK (strcmp (handle_info_of (handle).type_name, "FakeSrcBox") == 0);
   CHECK_OK (gcs_unregister (handle));
   CHECK (log.releases == 1 && log.released_object == element);
   gst_object_unref (element);
@@ -591,7 +581,7 @@ test_names_are_copied (void)
   g_free (type_name);
   g_free (instance_name);
 
-  GcsHandleInfo info = info_of (handle);
+  GcsHandleInfo info = handle_info_of (handle);
   CHECK (strcmp (info.type_name, "CopiedTypeName") == 0);
   CHECK (info.instance_name != NULL && strcmp (info.instance_name, "copied-instance-name") == 0);
   CHECK (info.size_bytes == 123456);
@@ -609,7 +599,7 @@ test_names_are_copied (void)
   CHECK_OK (gcs_register (element, type_name, &handle));
   memset (type_name, 'Z', strlen (type_name));
   g_free (type_name);
-  info = info_of (handle);
+  info = handle_info_of (handle);
   CHECK (strcmp (info.type_name, "RegisterTypeName") == 0);
   CHECK (info.instance_name == NULL);
   CHECK_OK (gcs_unregister (handle));
@@ -617,7 +607,7 @@ test_names_are_copied (void)
   /* NULL type_name: the GType name. */
   element = gst_element_factory_make ("identity", NULL);
   CHECK_OK (gcs_register (element, NULL, &handle));
-  CHECK (strcmp (info_of (handle).type_name, "GstIdentity") == 0);
+  CHECK (strcmp (handle_info_of (handle).type_name, "GstIdentity") == 0);
   CHECK_OK (gcs_unregister (handle));
 }
 

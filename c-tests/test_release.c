@@ -23,16 +23,6 @@ probe (void *object, void *user_data)
   return 0;
 }
 
-static GcsHandleInfo
-info_of (GcsHandle handle)
-{
-  GcsHandleInfo info;
-  memset (&info, 0, sizeof info);
-  info.struct_size = sizeof info;
-  CHECK_OK (gcs_get_info (handle, &info));
-  return info;
-}
-
 /* A registered element whose finalization (count and thread) is recorded. */
 typedef struct
 {
@@ -247,12 +237,12 @@ test_release_on_the_thread_that_ends_the_last_access (void)
   Holder first, second;
   holder_start (&first, t.handle, 0);
   holder_start (&second, t.handle, 0);
-  CHECK (info_of (t.handle).accesses_in_flight == 2);
+  CHECK (handle_info_of (t.handle).accesses_in_flight == 2);
   CHECK_OK (gcs_unregister (t.handle));
   holder_finish (&first);
   CHECK (FINALIZED_COUNT (&t.finalized) == 0);
-  CHECK (info_of (t.handle).state == GCS_STATE_RELEASING);
-  CHECK (info_of (t.handle).accesses_in_flight == 1);
+  CHECK (handle_info_of (t.handle).state == GCS_STATE_RELEASING);
+  CHECK (handle_info_of (t.handle).accesses_in_flight == 1);
   holder_finish (&second);
   CHECK (FINALIZED_COUNT (&t.finalized) == 1);
   CHECK (pthread_equal (t.finalized.thread, second.thread));
@@ -308,7 +298,7 @@ unregister_inside (void *object, void *user_data)
     in->unregister_result = gcs_unregister (in->t->handle);
     in->second_unregister_result = gcs_unregister (in->t->handle);
     in->valid_after = gcs_is_valid (in->t->handle);
-    in->state_after = info_of (in->t->handle).state;
+    in->state_after = handle_info_of (in->t->handle).state;
     Probe p = { 0 };
     in->nested_after_result = gcs_safe_access (in->t->handle, probe, &p);
     if (p.calls != 0)
@@ -343,7 +333,7 @@ test_unregister_inside_own_access (void)
     CHECK (FINALIZED_COUNT (&t.finalized) == 1);
     CHECK (pthread_equal (t.finalized.thread, pthread_self ()));
     CHECK_RESULT (gcs_unregister (t.handle), GCS_ERROR_RELEASED);
-    CHECK (info_of (t.handle).state == GCS_STATE_RELEASED);
+    CHECK (handle_info_of (t.handle).state == GCS_STATE_RELEASED);
   }
 
   /* The same with gcs_access_begin/end. */
@@ -418,7 +408,7 @@ test_unregister_from_another_thread_during_access (void)
   CHECK_RESULT (gcs_safe_access (t.handle, probe, &p), GCS_ERROR_RELEASED);
   CHECK_LAST_ERROR_CONTAINS ("not valid for access");
   CHECK (p.calls == 0);
-  GcsHandleInfo info = info_of (t.handle);
+  GcsHandleInfo info = handle_info_of (t.handle);
   CHECK (info.state == GCS_STATE_RELEASING);
   CHECK (info.accesses_in_flight == 1);
   CHECK (FINALIZED_COUNT (&t.finalized) == 0);
@@ -487,7 +477,7 @@ sync_inside (void *object, void *user_data)
   s->sync_result = gcs_unregister_sync (s->t->handle, HANG_MS);
   s->elapsed_ms = test_now_ms () - start;
   s->valid_after = gcs_is_valid (s->t->handle);
-  s->state_after = info_of (s->t->handle).state;
+  s->state_after = handle_info_of (s->t->handle).state;
   s->alive_after = FINALIZED_COUNT (&s->t->finalized) == 0 && OBJECT_REFCOUNT (object) == 1;
   return 0;
 }
@@ -516,7 +506,7 @@ test_unregister_sync (void)
   CHECK (s.state_after == GCS_STATE_LIVE);
   CHECK (s.alive_after);
   CHECK (gcs_is_valid (t.handle));
-  CHECK (info_of (t.handle).accesses_in_flight == 0);
+  CHECK (handle_info_of (t.handle).accesses_in_flight == 0);
   Probe p = { 0 };
   CHECK_OK (gcs_safe_access (t.handle, probe, &p));
   CHECK (p.calls == 1);
@@ -542,7 +532,7 @@ test_unregister_sync (void)
   CHECK (!gcs_is_valid (t.handle));
   CHECK_RESULT (gcs_safe_access (t.handle, probe, &p), GCS_ERROR_RELEASED);
   CHECK_LAST_ERROR_CONTAINS ("not valid for access");
-  GcsHandleInfo info = info_of (t.handle);
+  GcsHandleInfo info = handle_info_of (t.handle);
   CHECK (info.state == GCS_STATE_RELEASING);
   CHECK (info.accesses_in_flight == 1);
   CHECK (FINALIZED_COUNT (&t.finalized) == 0);
@@ -694,7 +684,7 @@ test_release_function_may_reenter (void)
     CHECK_OK (r.other_register_result);
     CHECK_OK (r.other_unregister_result);
     CHECK (r.other_finalized);
-    CHECK (info_of (r.self).state == GCS_STATE_RELEASED);
+    CHECK (handle_info_of (r.self).state == GCS_STATE_RELEASED);
   }
 }
 

@@ -22,16 +22,6 @@ register_weak (void *object, const char *instance_name)
   return handle;
 }
 
-static GcsHandleInfo
-info_of (GcsHandle handle)
-{
-  GcsHandleInfo info;
-  memset (&info, 0, sizeof info);
-  info.struct_size = sizeof info;
-  CHECK_OK (gcs_get_info (handle, &info));
-  return info;
-}
-
 typedef struct
 {
   gint calls;
@@ -61,7 +51,7 @@ test_no_strong_reference_and_upgrade (void)
   CHECK (OBJECT_REFCOUNT (object) == 1);        /* no strong reference */
   CHECK (gcs_is_valid (handle));
 
-  GcsHandleInfo info = info_of (handle);
+  GcsHandleInfo info = handle_info_of (handle);
   CHECK (info.kind == GCS_KIND_WEAK_GOBJECT);
   CHECK (info.state == GCS_STATE_LIVE);
   CHECK (strcmp (info.type_name, "GObject") == 0);
@@ -100,7 +90,7 @@ test_no_strong_reference_and_upgrade (void)
   watch_finalize_record (element, &finalized);
   handle = register_weak (element, NULL);
   CHECK (OBJECT_REFCOUNT (element) == 1);
-  CHECK (strcmp (info_of (handle).type_name, "GstFakeSink") == 0);
+  CHECK (strcmp (handle_info_of (handle).type_name, "GstFakeSink") == 0);
   CHECK_OK (gcs_safe_access (handle, probe, &p));
   CHECK (p.object == element && p.refcount_inside == 2);
   CHECK_OK (gcs_unregister (handle));
@@ -135,7 +125,7 @@ test_finalized_elsewhere (void)
   CHECK (accessed == SENTINEL);
   CHECK_RESULT (gcs_safe_access (handle, probe, &p), GCS_ERROR_RELEASED);
   CHECK (p.calls == 1);
-  CHECK (info_of (handle).state == GCS_STATE_RELEASED);
+  CHECK (handle_info_of (handle).state == GCS_STATE_RELEASED);
   CHECK_RESULT (gcs_unregister (handle), GCS_ERROR_RELEASED);
   CHECK (FINALIZED_COUNT (&finalized) == 1);
 
@@ -227,7 +217,7 @@ test_invalidate_weak (void)
   Probe p = { 0, NULL, 0 };
   CHECK_RESULT (gcs_safe_access (handle, probe, &p), GCS_ERROR_INVALIDATED);
   CHECK_LAST_ERROR_CONTAINS ("not valid for access");
-  CHECK (info_of (handle).state == GCS_STATE_INVALIDATED);
+  CHECK (handle_info_of (handle).state == GCS_STATE_INVALIDATED);
   CHECK (OBJECT_REFCOUNT (object) == 1);
   CHECK_OK (gcs_unregister (handle));
   CHECK (FINALIZED_COUNT (&finalized) == 0);
