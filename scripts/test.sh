@@ -78,6 +78,7 @@ stage_join() {
     local name=$1 status=0 took
     [ -n "${bg_pid[$name]:-}" ] || return 0 # skipped
     wait "${bg_pid[$name]}" || status=$?
+    unset 'bg_pid[$name]' # reaped: its pid may be reused, the trap must not kill it
     took=$(elapsed_since "${bg_start[$name]}")
     printf '\n==> %s (its output, from the background)\n' "$name"
     cat "${bg_log[$name]}"
@@ -93,7 +94,11 @@ stage_join() {
 }
 # A failing stage exits: background stages must not outlive the run (their
 # commands are `timeout ...`, which passes the signal on to what it runs).
-trap 'for pid in "${bg_pid[@]}"; do pkill -TERM -P "$pid" 2>/dev/null; kill "$pid" 2>/dev/null; done; true' EXIT
+# `set +e` first: the trap runs under the script's `set -e`, where a failing
+# kill (nothing left to kill) would end the trap, and the run, with status 1
+# after every stage had passed. It kills only stages not yet joined, and
+# leaves the run's exit status as it was.
+trap 'set +e; for pid in "${bg_pid[@]}"; do pkill -TERM -P "$pid" 2>/dev/null; kill "$pid" 2>/dev/null; done' EXIT
 
 # ----- README examples -------------------------------------------------------------
 
