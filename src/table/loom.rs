@@ -119,8 +119,30 @@ fn register(table: &T, obj: &Arc<Obj>, retention_ms: u64) -> Result<u64, Refusal
     })
 }
 
-/// Carry out a claimed release, as `handle::carry_out_release` does.
-fn carry_out(table: &T, claim: Claim<'_, Payload>) {
+/// One slot, a few generations, and one registration on it: the table, the
+/// object and its handle.
+fn one_registration() -> (Arc<T>, Arc<Obj>, u64) {
+    let table = table(0, 1, 4, 0);
+    let obj = Obj::new();
+    let h = register(&table, &obj, 0).unwrap();
+    (table, obj, h)
+}
+
+/// Run `f` on a new loom thread with its own references to the table and
+/// to an object.
+fn spawn_with<R: Send + 'static>(
+    table: &Arc<T>,
+    obj: &Arc<Obj>,
+    f: impl FnOnce(&T, &Arc<Obj>) -> R + Send + 'static,
+) -> thread::JoinHandle<R> {
+    let (table, obj) = (table.clone(), obj.clone());
+    thread::spawn(move || f(&table, &obj))
+}
+
+/// Carry out the release an end or an unregister claimed, if it claimed
+/// one, as `handle::carry_out_release` does.
+fn carry_out(table: &T, claim: Option<Claim<'_, Payload>>) {
+    let Some(claim) = claim else { return };
     if let Some(payload) = table.take_payload(&claim) {
         payload.release();
     }
@@ -145,9 +167,7 @@ fn access(table: &T, handle: u64, expected: &Arc<Obj>) -> bool {
     match table.begin(handle) {
         Ok(access) => {
             use_object(access.published.object, expected);
-            if let Some(claim) = table.end(access) {
-                carry_out(table, claim);
-            }
+            carry_out(table, table.end(access));
             true
         }
         Err(refusal) => {
@@ -167,11 +187,17 @@ fn access(table: &T, handle: u64, expected: &Arc<Obj>) -> bool {
 /// out the release if it was claimed here.
 fn unregister(table: &T, handle: u64, obj: &Obj) -> Result<(), Refusal> {
     obj.touch_owner();
-    let claim = table.unregister(handle)?;
-    if let Some(claim) = claim {
-        carry_out(table, claim);
-    }
+    carry_out(table, table.unregister(handle)?);
     Ok(())
+}
+
+/// A `gcs_access_end` without a begin of its own (a caller's bug): it may
+/// take another access's count, and then carries out the release if that
+/// count was the last.
+fn unmatched_end(table: &T, handle: u64) {
+    if let Ok(ended) = table.end_by_handle(handle) {
+        carry_out(table, ended.claim);
+    }
 }
 
 /// After every thread joined: released exactly once, and the handle is dead.
@@ -195,16 +221,11 @@ fn assert_released_once(table: &T, handle: u64, obj: &Arc<Obj>) {
 #[test]
 fn access_vs_unregister() {
     ::loom::model(|| {
-        let table = table(0, 1, 4, 0);
-        let obj = Obj::new();
-        let h = register(&table, &obj, 0).unwrap();
+        let (table, obj, h) = one_registration();
 
-        let accessor = {
-            let (table, obj) = (table.clone(), obj.clone());
-            thread::spawn(move || {
-                access(&table, h, &obj);
-            })
-        };
+        let accessor = spawn_with(&table, &obj, move |table, obj| {
+            access(table, h, obj);
+        });
         unregister(&table, h, &obj).expect("the only unregister succeeds");
         accessor.join().unwrap();
         assert_released_once(&table, h, &obj);
@@ -218,15 +239,12 @@ fn access_vs_unregister() {
 #[test]
 fn two_accessors_vs_unregister() {
     ::loom::model(|| {
-        let table = table(0, 1, 4, 0);
-        let obj = Obj::new();
-        let h = register(&table, &obj, 0).unwrap();
+        let (table, obj, h) = one_registration();
 
         let accessors: Vec<_> = (0..2)
             .map(|_| {
-                let (table, obj) = (table.clone(), obj.clone());
-                thread::spawn(move || {
-                    access(&table, h, &obj);
+                spawn_with(&table, &obj, move |table, obj| {
+                    access(table, h, obj);
                 })
             })
             .collect();
@@ -246,16 +264,11 @@ fn two_accessors_vs_unregister() {
 #[test]
 fn unregister_inside_access() {
     ::loom::model(|| {
-        let table = table(0, 1, 4, 0);
-        let obj = Obj::new();
-        let h = register(&table, &obj, 0).unwrap();
+        let (table, obj, h) = one_registration();
 
-        let other = {
-            let (table, obj) = (table.clone(), obj.clone());
-            thread::spawn(move || {
-                access(&table, h, &obj);
-            })
-        };
+        let other = spawn_with(&table, &obj, move |table, obj| {
+            access(table, h, obj);
+        });
         let a = table.begin(h).expect("nobody else unregisters");
         use_object(a.published.object, &obj);
         obj.touch_owner();
@@ -265,9 +278,7 @@ fn unregister_inside_access() {
         );
         assert_eq!(table.begin(h).err(), Some(Refusal::Releasing));
         use_object(a.published.object, &obj); // still alive: our count holds it
-        if let Some(claim) = table.end(a) {
-            carry_out(&table, claim);
-        }
+        carry_out(&table, table.end(a));
         other.join().unwrap();
         assert_released_once(&table, h, &obj);
     });
@@ -292,34 +303,35 @@ fn slot_reuse_after_release() {
         let published = Arc::new(AtomicU64::new(0));
 
         let registrar = {
-            let (table, new, published) = (table.clone(), new.clone(), published.clone());
-            thread::spawn(move || match register(&table, &new, 0) {
-                Ok(h2) => {
-                    assert_ne!(h2, h1, "a handle value is never issued twice");
-                    assert_eq!(
-                        table.decode(h2),
-                        (table.decode(h1).0, table.decode(h1).1 + 1)
-                    );
-                    published.store(h2, Ordering::Relaxed);
-                    Some(h2)
-                }
-                Err(refusal) => {
-                    assert_eq!(refusal, Refusal::Full, "the only slot is still in use");
-                    None
+            let published = published.clone();
+            spawn_with(&table, &new, move |table, new| {
+                match register(table, new, 0) {
+                    Ok(h2) => {
+                        assert_ne!(h2, h1, "a handle value is never issued twice");
+                        assert_eq!(
+                            table.decode(h2),
+                            (table.decode(h1).0, table.decode(h1).1 + 1)
+                        );
+                        published.store(h2, Ordering::Relaxed);
+                        Some(h2)
+                    }
+                    Err(refusal) => {
+                        assert_eq!(refusal, Refusal::Full, "the only slot is still in use");
+                        None
+                    }
                 }
             })
         };
         let accessor = {
-            let (table, old, new, published) =
-                (table.clone(), old.clone(), new.clone(), published.clone());
-            thread::spawn(move || {
-                access(&table, h1, &old);
+            let (old, published) = (old.clone(), published.clone());
+            spawn_with(&table, &new, move |table, new| {
+                access(table, h1, &old);
                 // No access of h1 is in flight here: a validated end must refuse,
                 // whatever the slot holds now, and not touch a new registration.
                 assert!(table.end_by_handle(h1).is_err());
                 let h2 = published.load(Ordering::Relaxed);
                 if h2 != 0 {
-                    assert!(access(&table, h2, &new), "the new registration is live");
+                    assert!(access(table, h2, new), "the new registration is live");
                 }
             })
         };
@@ -359,21 +371,19 @@ fn slot_reuse_through_the_retention_queue() {
         let releasers: Vec<_> = [(ha, &a), (hb, &b)]
             .into_iter()
             .map(|(h, obj)| {
-                let (table, obj) = (table.clone(), obj.clone());
-                thread::spawn(move || unregister(&table, h, &obj).unwrap())
+                spawn_with(&table, obj, move |table, obj| {
+                    unregister(table, h, obj).unwrap()
+                })
             })
             .collect();
-        let registrar = {
-            let (table, c) = (table.clone(), c.clone());
-            thread::spawn(move || {
-                let hc = register(&table, &c, 60_000);
-                if let Ok(hc) = hc {
-                    assert!(hc != ha && hc != hb);
-                    assert!(access(&table, hc, &c));
-                }
-                hc
-            })
-        };
+        let registrar = spawn_with(&table, &c, move |table, c| {
+            let hc = register(table, c, 60_000);
+            if let Ok(hc) = hc {
+                assert!(hc != ha && hc != hb);
+                assert!(access(table, hc, c));
+            }
+            hc
+        });
         for releaser in releasers {
             releaser.join().unwrap();
         }
@@ -422,10 +432,9 @@ fn concurrent_registrations_and_the_free_list() {
         let objs: Vec<_> = (0..3).map(|_| Obj::new()).collect();
         let cyclers: Vec<_> = (0..2)
             .map(|i| {
-                let (table, obj) = (table.clone(), objs[i].clone());
-                thread::spawn(move || {
-                    let h = register(&table, &obj, 0).ok()?;
-                    unregister(&table, h, &obj).unwrap();
+                spawn_with(&table, &objs[i], |table, obj| {
+                    let h = register(table, obj, 0).ok()?;
+                    unregister(table, h, obj).unwrap();
                     Some(h)
                 })
             })
@@ -478,10 +487,7 @@ fn free_list_aba() {
             unregister(&table, h, obj).unwrap();
         }
         assert_eq!(table.capacity(), 2);
-        let popper = {
-            let (table, x) = (table.clone(), objs[2].clone());
-            thread::spawn(move || register(&table, &x, 0).ok())
-        };
+        let popper = spawn_with(&table, &objs[2], |table, x| register(table, x, 0).ok());
         // Pop A, pop B, push A back (if the popper has not taken one first).
         let y = Obj::new();
         let hy = register(&table, &y, 0).unwrap();
@@ -521,24 +527,17 @@ fn free_list_aba() {
 #[test]
 fn end_by_handle_vs_unregister() {
     ::loom::model(|| {
-        let table = table(0, 1, 4, 0);
-        let obj = Obj::new();
-        let h = register(&table, &obj, 0).unwrap();
+        let (table, obj, h) = one_registration();
 
-        let accessor = {
-            let (table, obj) = (table.clone(), obj.clone());
-            thread::spawn(move || {
-                let Ok(a) = table.begin(h) else { return };
-                use_object(a.published.object, &obj);
-                // gcs_access_begin hands out the object and forgets the access.
-                let Ended { published, claim } =
-                    table.end_by_handle(h).expect("our access is in flight");
-                assert_eq!(published.object, obj.ptr());
-                if let Some(claim) = claim {
-                    carry_out(&table, claim);
-                }
-            })
-        };
+        let accessor = spawn_with(&table, &obj, move |table, obj| {
+            let Ok(a) = table.begin(h) else { return };
+            use_object(a.published.object, obj);
+            // gcs_access_begin hands out the object and forgets the access.
+            let Ended { published, claim } =
+                table.end_by_handle(h).expect("our access is in flight");
+            assert_eq!(published.object, obj.ptr());
+            carry_out(table, claim);
+        });
         unregister(&table, h, &obj).expect("the only unregister succeeds");
         accessor.join().unwrap();
         assert_released_once(&table, h, &obj);
@@ -554,17 +553,13 @@ fn end_by_handle_vs_unregister() {
 #[test]
 fn bogus_end_by_handle_vs_real_end() {
     ::loom::model(|| {
-        let table = table(0, 1, 4, 0);
-        let obj = Obj::new();
-        let h = register(&table, &obj, 0).unwrap();
+        let (table, obj, h) = one_registration();
         let ended = Arc::new(AtomicUsize::new(0));
 
         let end = move |table: &T, ended: &AtomicUsize| match table.end_by_handle(h) {
             Ok(Ended { claim, .. }) => {
                 ended.fetch_add(1, Ordering::Relaxed);
-                if let Some(claim) = claim {
-                    carry_out(table, claim);
-                }
+                carry_out(table, claim);
             }
             Err(refusal) => assert!(
                 matches!(refusal, Refusal::NotAccessing | Refusal::Released),
@@ -572,18 +567,18 @@ fn bogus_end_by_handle_vs_real_end() {
             ),
         };
         let accessor = {
-            let (table, ended) = (table.clone(), ended.clone());
-            thread::spawn(move || {
+            let ended = ended.clone();
+            spawn_with(&table, &obj, move |table, _| {
                 let began = table.begin(h).is_ok();
                 if began {
-                    end(&table, &ended);
+                    end(table, &ended);
                 }
                 began
             })
         };
         let bogus = {
-            let (table, ended) = (table.clone(), ended.clone());
-            thread::spawn(move || end(&table, &ended))
+            let ended = ended.clone();
+            spawn_with(&table, &obj, move |table, _| end(table, &ended))
         };
         unregister(&table, h, &obj).expect("the only unregister succeeds");
         let began = accessor.join().unwrap();
@@ -612,32 +607,15 @@ fn bogus_end_by_handle_vs_real_end() {
 #[ignore = "known ABI limit (documented on gcs_access_end): an unmatched end takes another access's count"]
 fn bogus_end_by_handle_vs_access_in_flight() {
     ::loom::model(|| {
-        let table = table(0, 1, 4, 0);
-        let obj = Obj::new();
-        let h = register(&table, &obj, 0).unwrap();
+        let (table, obj, h) = one_registration();
 
-        let accessor = {
-            let (table, obj) = (table.clone(), obj.clone());
-            thread::spawn(move || {
-                let Ok(a) = table.begin(h) else { return };
-                use_object(a.published.object, &obj);
-                use_object(a.published.object, &obj); // still inside the access
-                if let Some(claim) = table.end(a) {
-                    carry_out(&table, claim);
-                }
-            })
-        };
-        let bogus = {
-            let table = table.clone();
-            thread::spawn(move || {
-                if let Ok(Ended {
-                    claim: Some(claim), ..
-                }) = table.end_by_handle(h)
-                {
-                    carry_out(&table, claim);
-                }
-            })
-        };
+        let accessor = spawn_with(&table, &obj, move |table, obj| {
+            let Ok(a) = table.begin(h) else { return };
+            use_object(a.published.object, obj);
+            use_object(a.published.object, obj); // still inside the access
+            carry_out(table, table.end(a));
+        });
+        let bogus = spawn_with(&table, &obj, move |table, _| unmatched_end(table, h));
         unregister(&table, h, &obj).expect("the only unregister succeeds");
         accessor.join().unwrap();
         bogus.join().unwrap();
@@ -653,32 +631,15 @@ fn bogus_end_by_handle_vs_access_in_flight() {
 #[test]
 fn unmatched_end_never_corrupts_the_word() {
     ::loom::model(|| {
-        let table = table(0, 1, 4, 0);
-        let obj = Obj::new();
-        let h = register(&table, &obj, 0).unwrap();
+        let (table, obj, h) = one_registration();
 
-        let accessor = {
-            let table = table.clone();
-            thread::spawn(move || {
-                // No use of the object here: that is the documented hazard.
-                if let Ok(a) = table.begin(h) {
-                    if let Some(claim) = table.end(a) {
-                        carry_out(&table, claim);
-                    }
-                }
-            })
-        };
-        let unmatched = {
-            let table = table.clone();
-            thread::spawn(move || {
-                if let Ok(Ended {
-                    claim: Some(claim), ..
-                }) = table.end_by_handle(h)
-                {
-                    carry_out(&table, claim);
-                }
-            })
-        };
+        let accessor = spawn_with(&table, &obj, move |table, _| {
+            // No use of the object here: that is the documented hazard.
+            if let Ok(a) = table.begin(h) {
+                carry_out(table, table.end(a));
+            }
+        });
+        let unmatched = spawn_with(&table, &obj, move |table, _| unmatched_end(table, h));
         unregister(&table, h, &obj).expect("the only unregister succeeds");
         accessor.join().unwrap();
         unmatched.join().unwrap();
@@ -700,28 +661,20 @@ fn unmatched_end_never_corrupts_the_word() {
 #[test]
 fn invalidate_vs_access_vs_unregister() {
     ::loom::model(|| {
-        let table = table(0, 1, 4, 0);
-        let obj = Obj::new();
-        let h = register(&table, &obj, 0).unwrap();
+        let (table, obj, h) = one_registration();
 
-        let accessor = {
-            let (table, obj) = (table.clone(), obj.clone());
-            thread::spawn(move || {
-                access(&table, h, &obj);
-            })
-        };
-        let invalidator = {
-            let table = table.clone();
-            thread::spawn(move || match table.invalidate(h) {
-                Ok(()) => assert!(matches!(
-                    table.begin(h).err(),
-                    Some(Refusal::Invalidated | Refusal::Releasing | Refusal::Released)
-                )),
-                Err(refusal) => {
-                    assert_eq!(refusal, Refusal::Released, "only unregister can beat it")
-                }
-            })
-        };
+        let accessor = spawn_with(&table, &obj, move |table, obj| {
+            access(table, h, obj);
+        });
+        let invalidator = spawn_with(&table, &obj, move |table, _| match table.invalidate(h) {
+            Ok(()) => assert!(matches!(
+                table.begin(h).err(),
+                Some(Refusal::Invalidated | Refusal::Releasing | Refusal::Released)
+            )),
+            Err(refusal) => {
+                assert_eq!(refusal, Refusal::Released, "only unregister can beat it")
+            }
+        });
         unregister(&table, h, &obj).expect("unregister succeeds, invalidated or not");
         accessor.join().unwrap();
         invalidator.join().unwrap();
@@ -739,16 +692,11 @@ fn invalidate_vs_access_vs_unregister() {
 #[test]
 fn unregister_sync_waits_for_the_release() {
     ::loom::model(|| {
-        let table = table(0, 1, 4, 0);
-        let obj = Obj::new();
-        let h = register(&table, &obj, 0).unwrap();
+        let (table, obj, h) = one_registration();
 
-        let accessor = {
-            let (table, obj) = (table.clone(), obj.clone());
-            thread::spawn(move || {
-                access(&table, h, &obj);
-            })
-        };
+        let accessor = spawn_with(&table, &obj, move |table, obj| {
+            access(table, h, obj);
+        });
         unregister(&table, h, &obj).expect("the only unregister succeeds");
         // The wait of `handle::wait_released`, without the condition variable.
         loop {
@@ -783,10 +731,10 @@ fn close_vs_accesses() {
         let hb = register(&table, &b, 0).unwrap();
 
         let accessor = {
-            let (table, a, b) = (table.clone(), a.clone(), b.clone());
-            thread::spawn(move || {
-                access(&table, ha, &a);
-                access(&table, hb, &b);
+            let b = b.clone();
+            spawn_with(&table, &a, move |table, a| {
+                access(table, ha, a);
+                access(table, hb, &b);
             })
         };
         // close: unregister everything registered...
@@ -796,7 +744,7 @@ fn close_vs_accesses() {
         for handle in found {
             let obj = if handle == ha { &a } else { &b };
             obj.touch_owner();
-            if let Ok(Some(claim)) = table.unregister(handle) {
+            if let Ok(claim) = table.unregister(handle) {
                 carry_out(&table, claim);
             }
         }
@@ -849,9 +797,7 @@ fn end_inline(table: &T, handle: u64) {
         let ended = table
             .end_by_handle(handle)
             .expect("our access is in flight");
-        if let Some(claim) = ended.claim {
-            carry_out(table, claim);
-        }
+        carry_out(table, ended.claim);
     }
 }
 
@@ -861,15 +807,12 @@ fn end_inline(table: &T, handle: u64) {
 #[test]
 fn inline_accesses_vs_unregister() {
     ::loom::model(|| {
-        let table = table(0, 1, 4, 0);
-        let obj = Obj::new();
-        let h = register(&table, &obj, 0).unwrap();
+        let (table, obj, h) = one_registration();
 
         let accessors: Vec<_> = (0..2)
             .map(|_| {
-                let (table, obj) = (table.clone(), obj.clone());
-                thread::spawn(move || {
-                    access_inline(&table, h, &obj);
+                spawn_with(&table, &obj, move |table, obj| {
+                    access_inline(table, h, obj);
                 })
             })
             .collect();
@@ -886,32 +829,22 @@ fn inline_accesses_vs_unregister() {
 #[test]
 fn mixed_inline_and_exported_ends_vs_unregister() {
     ::loom::model(|| {
-        let table = table(0, 1, 4, 0);
-        let obj = Obj::new();
-        let h = register(&table, &obj, 0).unwrap();
+        let (table, obj, h) = one_registration();
 
-        let inline_then_exported = {
-            let (table, obj) = (table.clone(), obj.clone());
-            thread::spawn(move || {
-                let (slot, _, generation) = table.locate_handle(h).unwrap();
-                if let Ok(object) = slot.begin_inline(generation) {
-                    use_object(object, &obj);
-                    let ended = table.end_by_handle(h).expect("our access is in flight");
-                    if let Some(claim) = ended.claim {
-                        carry_out(&table, claim);
-                    }
-                }
-            })
-        };
-        let exported_then_inline = {
-            let (table, obj) = (table.clone(), obj.clone());
-            thread::spawn(move || {
-                if let Ok(access) = table.begin(h) {
-                    use_object(access.published.object, &obj);
-                    end_inline(&table, h);
-                }
-            })
-        };
+        let inline_then_exported = spawn_with(&table, &obj, move |table, obj| {
+            let (slot, _, generation) = table.locate_handle(h).unwrap();
+            if let Ok(object) = slot.begin_inline(generation) {
+                use_object(object, obj);
+                let ended = table.end_by_handle(h).expect("our access is in flight");
+                carry_out(table, ended.claim);
+            }
+        });
+        let exported_then_inline = spawn_with(&table, &obj, move |table, obj| {
+            if let Ok(access) = table.begin(h) {
+                use_object(access.published.object, obj);
+                end_inline(table, h);
+            }
+        });
         unregister(&table, h, &obj).expect("the only unregister succeeds");
         inline_then_exported.join().unwrap();
         exported_then_inline.join().unwrap();
@@ -931,12 +864,9 @@ fn inline_stale_handle_vs_slot_reuse() {
         let h1 = register(&table, &old, 0).unwrap();
         let new = Obj::new();
 
-        let accessor = {
-            let (table, old) = (table.clone(), old.clone());
-            thread::spawn(move || {
-                access_inline(&table, h1, &old);
-            })
-        };
+        let accessor = spawn_with(&table, &old, move |table, old| {
+            access_inline(table, h1, old);
+        });
         unregister(&table, h1, &old).expect("the only unregister succeeds");
         let h2 = register(&table, &new, 0);
         accessor.join().unwrap();
