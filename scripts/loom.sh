@@ -5,7 +5,7 @@
 #
 #   scripts/loom.sh                # every model, exhaustively
 #   scripts/loom.sh --ignored      # the ignored models (kept findings)
-#   scripts/loom.sh NAME           # the models whose name contains NAME
+#   scripts/loom.sh NAME           # the models whose name starts with NAME
 #
 # Needs only a stable toolchain. Builds in target/loom (GCS_LOOM_TARGET_DIR),
 # never in the shared target/, which `--cfg loom` would invalidate.

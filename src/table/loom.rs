@@ -238,22 +238,25 @@ fn access_vs_unregister() {
 /// (whoever leaves the count at zero in `Draining`) releases, exactly once.
 #[test]
 fn two_accessors_vs_unregister() {
-    ::loom::model(|| {
-        let (table, obj, h) = one_registration();
+    ::loom::model(|| accessors_vs_unregister(access));
+}
 
-        let accessors: Vec<_> = (0..2)
-            .map(|_| {
-                spawn_with(&table, &obj, move |table, obj| {
-                    access(table, h, obj);
-                })
+/// Two threads access `obj` with `access` while the main thread unregisters
+/// it: released exactly once, never during an access.
+fn accessors_vs_unregister(access: fn(&T, u64, &Arc<Obj>) -> bool) {
+    let (table, obj, h) = one_registration();
+    let accessors: Vec<_> = (0..2)
+        .map(|_| {
+            spawn_with(&table, &obj, move |table, obj| {
+                access(table, h, obj);
             })
-            .collect();
-        unregister(&table, h, &obj).expect("the only unregister succeeds");
-        for accessor in accessors {
-            accessor.join().unwrap();
-        }
-        assert_released_once(&table, h, &obj);
-    });
+        })
+        .collect();
+    unregister(&table, h, &obj).expect("the only unregister succeeds");
+    for accessor in accessors {
+        accessor.join().unwrap();
+    }
+    assert_released_once(&table, h, &obj);
 }
 
 // ----- (c) unregister inside an access --------------------------------------
@@ -806,22 +809,7 @@ fn end_inline(table: &T, handle: u64) {
 /// hands that end to the library), never during an access.
 #[test]
 fn inline_accesses_vs_unregister() {
-    ::loom::model(|| {
-        let (table, obj, h) = one_registration();
-
-        let accessors: Vec<_> = (0..2)
-            .map(|_| {
-                spawn_with(&table, &obj, move |table, obj| {
-                    access_inline(table, h, obj);
-                })
-            })
-            .collect();
-        unregister(&table, h, &obj).expect("the only unregister succeeds");
-        for accessor in accessors {
-            accessor.join().unwrap();
-        }
-        assert_released_once(&table, h, &obj);
-    });
+    ::loom::model(|| accessors_vs_unregister(access_inline));
 }
 
 /// An access begun inline and ended by the library, and one begun by the
