@@ -676,6 +676,7 @@ pub(crate) fn all_managers() -> Vec<Arc<ManagerInner>> {
 
 /// Fork support: call `f` for every manager while the fork handlers hold
 /// the registry lock (so it is not taken again here).
+#[cfg(not(loom))]
 pub(crate) fn for_each_manager_locked(mut f: impl FnMut(&ManagerInner)) {
     // SAFETY: only called by the fork handlers between taking and releasing
     // the registry lock on this thread, so no other thread can change it.
@@ -686,6 +687,7 @@ pub(crate) fn for_each_manager_locked(mut f: impl FnMut(&ManagerInner)) {
 }
 
 /// Fork support: the global locks of this module.
+#[cfg(not(loom))]
 pub(crate) fn fork_locks() -> (
     &'static RwLock<DefaultState>,
     &'static Mutex<Vec<Weak<ManagerInner>>>,
@@ -695,6 +697,7 @@ pub(crate) fn fork_locks() -> (
 
 impl ManagerInner {
     /// Fork support: the per-manager lock.
+    #[cfg(not(loom))]
     pub(crate) fn types_lock(&self) -> &Mutex<HashMap<Box<str>, Arc<TypeCounters>>> {
         &self.types
     }

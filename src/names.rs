@@ -45,6 +45,7 @@ fn interned() -> &'static parking_lot::RwLock<HashSet<&'static CStr>> {
 }
 
 /// Fork support: the interner's lock.
+#[cfg(not(loom))]
 pub(crate) fn fork_lock() -> &'static parking_lot::RwLock<HashSet<&'static CStr>> {
     interned()
 }

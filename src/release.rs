@@ -321,6 +321,7 @@ pub(crate) fn wait_until(timeout: Option<Duration>, done: impl Fn() -> bool) -> 
 }
 
 /// For fork handlers: the waiters' lock.
+#[cfg(not(loom))]
 pub(crate) fn epoch_lock() -> &'static Mutex<u64> {
     &EPOCH
 }

@@ -297,6 +297,7 @@ fn memos() -> &'static Mutex<Vec<Arc<Memo>>> {
 }
 
 /// Fork support: the registry of memos.
+#[cfg(not(loom))]
 pub(crate) fn fork_lock() -> &'static Mutex<Vec<Arc<Memo>>> {
     memos()
 }

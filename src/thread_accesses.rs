@@ -51,6 +51,7 @@ fn registry() -> &'static Mutex<Vec<Arc<Block>>> {
 }
 
 /// Fork support: the registry of blocks.
+#[cfg(not(loom))]
 pub(crate) fn fork_lock() -> &'static Mutex<Vec<Arc<Block>>> {
     registry()
 }
