@@ -156,6 +156,11 @@ gate_wait_for (TestGate * gate, int value, unsigned timeout_ms)
   return reached;
 }
 
+/* Long enough never to be reached by a correct library, even under valgrind
+ * or on a loaded machine: the timeout of every wait that is expected to
+ * succeed (docs/clock-audit.md). */
+#define HANG_MS 20000
+
 /* Start a thread or fail the test. */
 #define SPAWN(thread_ptr, fn, arg) CHECK (pthread_create ((thread_ptr), NULL, (fn), (arg)) == 0)
 #define JOIN(thread) CHECK (pthread_join ((thread), NULL) == 0)
@@ -311,6 +316,85 @@ test_watchdog (unsigned seconds)
     for (int waited_ms_ = 0; !(cond) && waited_ms_ < (ms); waited_ms_++)         \
       g_usleep (1000);                                                           \
     CHECK (cond);                                                                \
+  } while (0)
+
+/* ---- An access held on another thread ---- */
+
+/* holder_start begins an access of `handle` on a new thread and returns
+ * once it is in (checking it began); holder_finish lets it end and joins
+ * it (checking it ended). Set `delay_ms` or `end_after_unregister` before
+ * holder_finish: the holder reads them after it is told to end. */
+typedef struct
+{
+  GcsHandle handle;
+  void *object;                 /* what gcs_access_begin returned */
+  GcsResult begin_result;
+  GcsResult end_result;
+  unsigned delay_ms;            /* wait this long after go_end before ending */
+  gboolean end_after_unregister;        /* after go_end, wait until the handle is
+                                         * no longer valid (someone unregistered it) */
+  TestGate began;
+  TestGate go_end;
+  gint ending;                  /* set just before gcs_access_end */
+  pthread_t thread;
+} Holder;
+
+static inline void *
+holder_thread (void *data)
+{
+  Holder *h = data;
+  h->begin_result = gcs_access_begin (h->handle, &h->object);
+  gate_set (&h->began, 1);
+  if (h->begin_result != GCS_OK)
+    return NULL;
+  gate_wait (&h->go_end, 1);
+  if (h->delay_ms)
+    g_usleep (h->delay_ms * 1000);
+  if (h->end_after_unregister) {
+    POLL_UNTIL (!gcs_is_valid (h->handle), HANG_MS);
+    CHECK (!gcs_is_valid (h->handle));
+  }
+  g_atomic_int_set (&h->ending, 1);
+  h->end_result = gcs_access_end (h->handle);
+  return NULL;
+}
+
+static inline void
+holder_start (Holder * h, GcsHandle handle)
+{
+  memset (h, 0, sizeof *h);
+  h->handle = handle;
+  gate_init (&h->began);
+  gate_init (&h->go_end);
+  SPAWN (&h->thread, holder_thread, h);
+  gate_wait (&h->began, 1);
+  CHECK_OK (h->begin_result);
+}
+
+static inline void
+holder_finish (Holder * h)
+{
+  gate_set (&h->go_end, 1);
+  JOIN (h->thread);
+  CHECK_OK (h->end_result);
+  gate_clear (&h->began);
+  gate_clear (&h->go_end);
+}
+
+/* ---- Forked children ---- */
+
+/* CHECK for a forked child: report on fd 2 and _exit (no atexit handlers,
+ * no flush of the parent's stdio buffers). */
+#define CHILD_CHECK(cond)                                                        \
+  do {                                                                           \
+    if (!(cond)) {                                                               \
+      char message_[256];                                                        \
+      int n_ = snprintf (message_, sizeof message_, "child: %s:%d: CHECK failed: %s (%s)\n", \
+          __FILE__, __LINE__, #cond, gcs_last_error ());                         \
+      if (write (2, message_, (size_t) n_) < 0)                                  \
+        _exit (2);                                                               \
+      _exit (2);                                                                 \
+    }                                                                            \
   } while (0)
 
 #endif

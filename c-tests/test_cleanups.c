@@ -9,9 +9,6 @@
 #define _GNU_SOURCE
 #include "common.h"
 
-/* Long enough never to be reached by a correct library, even under valgrind. */
-#define HANG_MS 20000
-
 /* The order cleanups ran in, across handles. */
 typedef struct
 {
@@ -627,26 +624,6 @@ test_failures_counted (void)
 
 /* ---- gcs_add_cleanup's checks ---- */
 
-typedef struct
-{
-  GcsHandle handle;
-  TestGate began;
-  TestGate go_end;
-  pthread_t thread;
-} Holder;
-
-static void *
-holder_thread (void *data)
-{
-  Holder *h = data;
-  void *object;
-  CHECK_OK (gcs_access_begin (h->handle, &object));
-  gate_set (&h->began, 1);
-  gate_wait (&h->go_end, 1);
-  CHECK_OK (gcs_access_end (h->handle));
-  return NULL;
-}
-
 static void
 test_add_cleanup_checks (void)
 {
@@ -678,21 +655,13 @@ test_add_cleanup_checks (void)
   cleanup_init (&kept, 2, t.handle, &t.alive);
   CHECK_OK (gcs_add_cleanup (t.handle, cleanup_fn, &kept));
   Holder h;
-  memset (&h, 0, sizeof h);
-  h.handle = t.handle;
-  gate_init (&h.began);
-  gate_init (&h.go_end);
-  SPAWN (&h.thread, holder_thread, &h);
-  gate_wait (&h.began, 1);
+  holder_start (&h, t.handle);
   CHECK_OK (gcs_unregister (t.handle));
   cleanup_init (&c, 3, t.handle, &t.alive);
   CHECK_RESULT (gcs_add_cleanup (t.handle, cleanup_fn, &c), GCS_ERROR_RELEASED);
-  gate_set (&h.go_end, 1);
-  JOIN (h.thread);
+  holder_finish (&h);
   CHECK (kept.calls == 1 && c.calls == 0);
   CHECK (t.alive == NULL);
-  gate_clear (&h.began);
-  gate_clear (&h.go_end);
 }
 
 int

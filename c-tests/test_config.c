@@ -8,10 +8,6 @@
  * anything starts it, so the order of main() matters. */
 #include "common.h"
 
-/* Long enough never to be reached by a correct library, even on a loaded
- * machine: the timeout of every wait that is expected to succeed. */
-#define HANG_MS 20000
-
 typedef struct
 {
   gint calls;

@@ -12,8 +12,6 @@
 #define _GNU_SOURCE
 #include "common.h"
 
-/* Long enough never to be reached by a correct library, even under valgrind. */
-#define HANG_MS 20000
 #define LIBRARY_THREAD_PREFIX "gcs-"
 
 /* A global sequence: orders events across threads. */
@@ -501,27 +499,6 @@ test_set_finalizer_checks (void)
   gcs_manager_free (manager);
 }
 
-/* Holds an access on another thread; ends it when told. */
-typedef struct
-{
-  GcsHandle handle;
-  TestGate began;
-  TestGate go_end;
-  pthread_t thread;
-} Holder;
-
-static void *
-holder_thread (void *data)
-{
-  Holder *h = data;
-  void *object;
-  CHECK_OK (gcs_access_begin (h->handle, &object));
-  gate_set (&h->began, 1);
-  gate_wait (&h->go_end, 1);
-  CHECK_OK (gcs_access_end (h->handle));
-  return NULL;
-}
-
 static void
 test_without_finalizer_safety (void)
 {
@@ -551,20 +528,12 @@ test_without_finalizer_safety (void)
   finalizer_init (&f, t.handle, &t.alive);
   CHECK_OK (gcs_set_finalizer (t.handle, finalizer_fn, &f));
   Holder h;
-  memset (&h, 0, sizeof h);
-  h.handle = t.handle;
-  gate_init (&h.began);
-  gate_init (&h.go_end);
-  SPAWN (&h.thread, holder_thread, &h);
-  gate_wait (&h.began, 1);
+  holder_start (&h, t.handle);
   CHECK_OK (gcs_unregister (t.handle));
   CHECK (f.attempts == 0);
-  gate_set (&h.go_end, 1);
-  JOIN (h.thread);
+  holder_finish (&h);
   CHECK (f.attempts == 1 && pthread_equal (f.thread, h.thread));
   CHECK (IS_FINALIZED (&t) && pthread_equal (t.finalize_thread, h.thread));
-  gate_clear (&h.began);
-  gate_clear (&h.go_end);
 
   /* Always failing, inline: 1 + retries attempts. */
   register_tracked (&t, manager, "inline-failing");

@@ -7,27 +7,11 @@
 #define _GNU_SOURCE
 #include "common.h"
 
-/* Long enough never to be reached by a correct library, even on a loaded
- * machine: the timeout of every wait that is expected to succeed. */
-#define HANG_MS 20000
 /* A child's deadlock guard, in seconds: longer than HANG_MS. */
 #define CHILD_DEADLINE_S 30
 
 #include <errno.h>
 #include <sys/wait.h>
-
-/* In the child: no exit() (atexit handlers, the parent's stdio buffers). */
-#define CHILD_CHECK(cond)                                                        \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      char message_[256];                                                        \
-      int n_ = snprintf (message_, sizeof message_, "child: %s:%d: CHECK failed: %s (%s)\n", \
-          __FILE__, __LINE__, #cond, gcs_last_error ());                         \
-      if (write (2, message_, (size_t) n_) < 0)                                  \
-        _exit (2);                                                               \
-      _exit (2);                                                                 \
-    }                                                                            \
-  } while (0)
 
 typedef struct
 {

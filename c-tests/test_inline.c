@@ -5,10 +5,6 @@
  * unregisters and slot reuse (run under ASan+UBSan and valgrind too). */
 #include "common.h"
 
-/* Long enough never to be reached by a correct library, even on a loaded
- * machine: the timeout of every wait that is expected to succeed. */
-#define HANG_MS 20000
-
 #include <sys/wait.h>
 #include <unistd.h>
 

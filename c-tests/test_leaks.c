@@ -15,9 +15,6 @@
 
 #include <sys/wait.h>
 
-/* Long enough never to be reached by a correct library, even under valgrind. */
-#define HANG_MS 20000
-
 /* ---------------------------------------------------------------------- */
 /* The child's side: what it does, by mode. Handles it leaves registered
  * are printed on stdout as "leaked <instance-name> 0x<handle>". */

@@ -16,8 +16,6 @@
 
 #define SENTINEL_MANAGER ((GcsManager *) (uintptr_t) 0x5e17e1u)
 #define SENTINEL_HANDLE ((GcsHandle) 0x5e17e15e17e1ull)
-/* Long enough never to be reached by a correct library, even under valgrind. */
-#define HANG_MS 20000
 
 static GcsManager *
 new_manager (const GcsConfig * config)
@@ -95,56 +93,6 @@ add_record_cleanup (Tracked * t, CleanupRecord * c)
   memset (c, 0, sizeof *c);
   c->alive = &t->alive;
   CHECK_OK (gcs_add_cleanup (t->handle, record_cleanup, c));
-}
-
-/* ---- an access held on another thread ---- */
-
-typedef struct
-{
-  GcsHandle handle;
-  GcsResult begin_result;
-  GcsResult end_result;
-  TestGate began;
-  TestGate go_end;
-  gint ending;
-  pthread_t thread;
-} Holder;
-
-static void *
-holder_thread (void *data)
-{
-  Holder *h = data;
-  void *object = NULL;
-  h->begin_result = gcs_access_begin (h->handle, &object);
-  gate_set (&h->began, 1);
-  if (h->begin_result != GCS_OK)
-    return NULL;
-  gate_wait (&h->go_end, 1);
-  g_atomic_int_set (&h->ending, 1);
-  h->end_result = gcs_access_end (h->handle);
-  return NULL;
-}
-
-static void
-holder_start (Holder * h, GcsHandle handle)
-{
-  memset (h, 0, sizeof *h);
-  h->handle = handle;
-  gate_init (&h->began);
-  gate_init (&h->go_end);
-  SPAWN (&h->thread, holder_thread, h);
-  gate_wait (&h->began, 1);
-  CHECK_OK (h->begin_result);
-}
-
-static void
-holder_finish (Holder * h)
-{
-  gate_set (&h->go_end, 1);
-  JOIN (h->thread);
-  CHECK_OK (h->end_result);
-  gate_clear (&h->began);
-  gate_clear (&h->go_end);
 }
 
 /* Everything a handle of a closed (or freed) manager must answer; `pending`:

@@ -8,10 +8,6 @@
 #define _GNU_SOURCE
 #include "common.h"
 
-/* Long enough never to be reached by a correct library, even on a loaded
- * machine: the timeout of every wait that is expected to succeed. */
-#define HANG_MS 20000
-
 #define LIMIT 1000
 /* The library times the interval on CLOCK_MONOTONIC_COARSE (ticks of 1-4 ms,
  * behind this test's clock by up to one tick). */

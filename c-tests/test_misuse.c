@@ -16,9 +16,6 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
-/* Long enough never to be reached by a correct library, even under valgrind. */
-#define HANG_MS 20000
-
 #if defined(__SANITIZE_ADDRESS__)
 #define TEST_UNDER_ASAN 1
 #elif defined(__has_feature)
@@ -41,19 +38,6 @@
 #ifndef TEST_UNDER_TSAN
 #define TEST_UNDER_TSAN 0
 #endif
-
-/* In a forked child: report and _exit (no atexit handlers, no parent stdio). */
-#define CHILD_CHECK(cond)                                                        \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      char message_[256];                                                        \
-      int n_ = snprintf (message_, sizeof message_, "child: %s:%d: CHECK failed: %s (%s)\n", \
-          __FILE__, __LINE__, #cond, gcs_last_error ());                         \
-      if (write (2, message_, (size_t) n_) < 0)                                  \
-        _exit (2);                                                               \
-      _exit (2);                                                                 \
-    }                                                                            \
-  } while (0)
 
 static void
 check_child_exited_ok (pid_t pid)

@@ -6,9 +6,6 @@
  * RELEASED after waiting for someone else's release, GCS_TIMEOUT_INFINITE). */
 #include "common.h"
 
-/* Long enough never to be reached by a correct library, even under valgrind. */
-#define HANG_MS 20000
-
 typedef struct
 {
   gint calls;
@@ -88,65 +85,6 @@ register_box (Box * box)
 typedef struct
 {
   GcsHandle handle;
-  void *object;
-  GcsResult begin_result;
-  GcsResult end_result;
-  unsigned delay_ms;            /* wait this long after go_end before ending */
-  gboolean end_after_unregister;        /* after go_end, wait until the handle is
-                                         * no longer valid (someone unregistered it) */
-  TestGate began;
-  TestGate go_end;
-  gint ending;                  /* set just before gcs_access_end */
-  pthread_t thread;
-} Holder;
-
-static void *
-holder_thread (void *data)
-{
-  Holder *h = data;
-  h->begin_result = gcs_access_begin (h->handle, &h->object);
-  gate_set (&h->began, 1);
-  if (h->begin_result != GCS_OK)
-    return NULL;
-  gate_wait (&h->go_end, 1);
-  if (h->delay_ms)
-    g_usleep (h->delay_ms * 1000);
-  if (h->end_after_unregister) {
-    POLL_UNTIL (!gcs_is_valid (h->handle), HANG_MS);
-    CHECK (!gcs_is_valid (h->handle));
-  }
-  g_atomic_int_set (&h->ending, 1);
-  h->end_result = gcs_access_end (h->handle);
-  return NULL;
-}
-
-static void
-holder_start (Holder * h, GcsHandle handle, unsigned delay_ms)
-{
-  memset (h, 0, sizeof *h);
-  h->handle = handle;
-  h->delay_ms = delay_ms;
-  gate_init (&h->began);
-  gate_init (&h->go_end);
-  SPAWN (&h->thread, holder_thread, h);
-  gate_wait (&h->began, 1);
-  CHECK_OK (h->begin_result);
-}
-
-/* Let the holder end its access and wait for it. */
-static void
-holder_finish (Holder * h)
-{
-  gate_set (&h->go_end, 1);
-  JOIN (h->thread);
-  CHECK_OK (h->end_result);
-  gate_clear (&h->began);
-  gate_clear (&h->go_end);
-}
-
-typedef struct
-{
-  GcsHandle handle;
   GcsResult result;
   uint32_t timeout_ms;
   gboolean sync;
@@ -206,7 +144,7 @@ test_release_on_the_thread_that_ends_the_last_access (void)
   Tracked t;
   register_tracked (&t, "fakesink", "released-by-holder");
   Holder h;
-  holder_start (&h, t.handle, 0);
+  holder_start (&h, t.handle);
   CHECK (h.object == t.element);
   CHECK_OK (gcs_unregister (t.handle));
   CHECK (FINALIZED_COUNT (&t.finalized) == 0);
@@ -235,8 +173,8 @@ test_release_on_the_thread_that_ends_the_last_access (void)
   /* 3. Two holders: only the last one to end releases. */
   register_tracked (&t, "queue", "two-holders");
   Holder first, second;
-  holder_start (&first, t.handle, 0);
-  holder_start (&second, t.handle, 0);
+  holder_start (&first, t.handle);
+  holder_start (&second, t.handle);
   CHECK (handle_info_of (t.handle).accesses_in_flight == 2);
   CHECK_OK (gcs_unregister (t.handle));
   holder_finish (&first);
@@ -258,7 +196,7 @@ test_release_on_the_thread_that_ends_the_last_access (void)
   /* 5. GCS_KIND_POINTER: the release function runs once, on the holder. */
   Box box;
   GcsHandle handle = register_box (&box);
-  holder_start (&h, handle, 0);
+  holder_start (&h, handle);
   CHECK (h.object == &box);
   CHECK_OK (gcs_unregister (handle));
   CHECK (box.releases == 0);
@@ -439,7 +377,7 @@ test_double_unregister (void)
   Box box;
   GcsHandle handle = register_box (&box);
   Holder h;
-  holder_start (&h, handle, 0);
+  holder_start (&h, handle);
   CHECK_OK (gcs_unregister (handle));
   CHECK_RESULT (gcs_unregister (handle), GCS_ERROR_RELEASED);
   CHECK_RESULT (gcs_invalidate (handle), GCS_ERROR_RELEASED);
@@ -524,7 +462,7 @@ test_unregister_sync (void)
    * release stays pending until that access ends. */
   register_tracked (&t, "fakesink", "sync-timeout");
   Holder h;
-  holder_start (&h, t.handle, 0);
+  holder_start (&h, t.handle);
   uint64_t start = test_now_ms ();
   CHECK_RESULT (gcs_unregister_sync (t.handle, 60), GCS_ERROR_TIMEOUT);
   CHECK (test_now_ms () - start >= 50);
@@ -545,7 +483,8 @@ test_unregister_sync (void)
   /* Someone else unregistered and the release is pending: waits for it,
    * then RELEASED. A short timeout on such a handle: TIMEOUT. */
   register_tracked (&t, "identity", "sync-after-other");
-  holder_start (&h, t.handle, 150);
+  holder_start (&h, t.handle);
+  h.delay_ms = 150;             /* read by the holder after go_end */
   CHECK_OK (gcs_unregister (t.handle));
   start = test_now_ms ();
   CHECK_RESULT (gcs_unregister_sync (t.handle, 40), GCS_ERROR_TIMEOUT);
@@ -570,7 +509,7 @@ test_unregister_sync (void)
    * (once the unregister has begun): OK once released (by that thread). */
   Box box;
   GcsHandle handle = register_box (&box);
-  holder_start (&h, handle, 0);
+  holder_start (&h, handle);
   h.end_after_unregister = TRUE;        /* read by the holder after go_end */
   gate_set (&h.go_end, 1);
   unregisterer_start (&u, handle, TRUE, GCS_TIMEOUT_INFINITE);
@@ -587,7 +526,7 @@ test_unregister_sync (void)
 
   /* The same from this thread, with a finite timeout long enough. */
   register_tracked (&t, "queue", "sync-finite");
-  holder_start (&h, t.handle, 0);
+  holder_start (&h, t.handle);
   h.end_after_unregister = TRUE;
   gate_set (&h.go_end, 1);
   CHECK_OK (gcs_unregister_sync (t.handle, HANG_MS));
@@ -669,7 +608,7 @@ test_release_function_may_reenter (void)
     CHECK_OK (gcs_register_full (&registration, &r.self));
     Holder h;
     if (in_flight)
-      holder_start (&h, r.self, 0);     /* released when the holder ends */
+      holder_start (&h, r.self);     /* released when the holder ends */
     CHECK_OK (gcs_unregister (r.self));
     if (in_flight)
       holder_finish (&h);

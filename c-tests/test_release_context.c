@@ -6,9 +6,6 @@
 #define _GNU_SOURCE
 #include "common.h"
 
-/* Long enough never to be reached by a correct library, even under valgrind. */
-#define HANG_MS 20000
-
 static pthread_t main_thread;
 
 typedef struct

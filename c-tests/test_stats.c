@@ -8,10 +8,6 @@
 #define _GNU_SOURCE
 #include "common.h"
 
-/* Long enough never to be reached by a correct library, even on a loaded
- * machine: the timeout of every wait that is expected to succeed. */
-#define HANG_MS 20000
-
 #define SENTINEL_VALUE 0x5e17e15e17e1ull
 
 static int
