@@ -381,6 +381,32 @@ holder_finish (Holder * h)
   gate_clear (&h->go_end);
 }
 
+/* gcs_access_end (handle) on a new thread, which is joined: the call's
+ * result, and in `*thread` the thread it ran on (to check that a release
+ * happened there). */
+typedef struct
+{
+  GcsHandle handle;
+  GcsResult result;
+} TestEnder;
+
+static inline void *
+test_ender_thread (void *data)
+{
+  TestEnder *e = data;
+  e->result = gcs_access_end (e->handle);
+  return NULL;
+}
+
+static inline GcsResult
+end_access_on_new_thread (GcsHandle handle, pthread_t * thread)
+{
+  TestEnder e = { handle, GCS_ERROR_PANIC };
+  SPAWN (thread, test_ender_thread, &e);
+  JOIN (*thread);
+  return e.result;
+}
+
 /* ---- Forked children ---- */
 
 /* CHECK for a forked child: report on fd 2 and _exit (no atexit handlers,

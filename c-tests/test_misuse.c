@@ -417,21 +417,6 @@ find_live (const GcsHandleInfo * info, void *user_data)
 typedef struct
 {
   GcsHandle handle;
-  GcsResult result;
-  pthread_t thread;
-} Ender;
-
-static void *
-ender_thread (void *data)
-{
-  Ender *e = data;
-  e->result = gcs_access_end (e->handle);
-  return NULL;
-}
-
-typedef struct
-{
-  GcsHandle handle;
   uint32_t timeout_ms;
   GcsResult result;
   uint64_t elapsed_ms;
@@ -489,10 +474,8 @@ misuse_access_begun_and_never_ended (void)
   CHECK (search.seen && search.state == GCS_STATE_RELEASING && search.in_flight == 1);
 
   /* Ended at last, on another thread: released there. */
-  Ender ender = { handle, GCS_ERROR_PANIC, 0 };
-  SPAWN (&ender.thread, ender_thread, &ender);
-  JOIN (ender.thread);
-  CHECK_OK (ender.result);
+  pthread_t ender;
+  CHECK_OK (end_access_on_new_thread (handle, &ender));
   CHECK (MINI_REFCOUNT (buffer) == 1);
   stats = stats_of (manager);
   CHECK (stats.active == 0 && stats.released == 1);

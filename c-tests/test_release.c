@@ -119,21 +119,6 @@ unregisterer_join (Unregisterer * u)
   gate_clear (&u->done);
 }
 
-typedef struct
-{
-  GcsHandle handle;
-  GcsResult result;
-  pthread_t thread;
-} Ender;
-
-static void *
-ender_thread (void *data)
-{
-  Ender *e = data;
-  e->result = gcs_access_end (e->handle);
-  return NULL;
-}
-
 /* ---------------------------------------------------------------------- */
 
 static void
@@ -163,12 +148,10 @@ test_release_on_the_thread_that_ends_the_last_access (void)
   unregisterer_join (&u);
   CHECK_OK (u.result);
   CHECK (FINALIZED_COUNT (&t.finalized) == 0);
-  Ender e = { t.handle, GCS_ERROR_PANIC, pthread_self () };
-  SPAWN (&e.thread, ender_thread, &e);
-  JOIN (e.thread);
-  CHECK_OK (e.result);
+  pthread_t ender;
+  CHECK_OK (end_access_on_new_thread (t.handle, &ender));
   CHECK (FINALIZED_COUNT (&t.finalized) == 1);
-  CHECK (pthread_equal (t.finalized.thread, e.thread));
+  CHECK (pthread_equal (t.finalized.thread, ender));
 
   /* 3. Two holders: only the last one to end releases. */
   register_tracked (&t, "queue", "two-holders");

@@ -143,21 +143,6 @@ test_finalized_elsewhere (void)
   CHECK_RESULT (gcs_unregister_sync (handle, GCS_TIMEOUT_INFINITE), GCS_ERROR_RELEASED);
 }
 
-typedef struct
-{
-  GcsHandle handle;
-  GcsResult result;
-  pthread_t thread;
-} Ender;
-
-static void *
-end_access_thread (void *data)
-{
-  Ender *e = data;
-  e->result = gcs_access_end (e->handle);
-  return NULL;
-}
-
 static void
 test_begin_end_keeps_alive (void)
 {
@@ -179,12 +164,10 @@ test_begin_end_keeps_alive (void)
   g_free (name);
 
   /* Ended on another thread: the last reference goes there. */
-  Ender e = { handle, GCS_ERROR_PANIC, pthread_self () };
-  SPAWN (&e.thread, end_access_thread, &e);
-  JOIN (e.thread);
-  CHECK_OK (e.result);
+  pthread_t ender;
+  CHECK_OK (end_access_on_new_thread (handle, &ender));
   CHECK (FINALIZED_COUNT (&finalized) == 1);
-  CHECK (pthread_equal (finalized.thread, e.thread));
+  CHECK (pthread_equal (finalized.thread, ender));
 
   Probe p = { 0, NULL, 0 };
   CHECK_RESULT (gcs_safe_access (handle, probe, &p), GCS_ERROR_RELEASED);
