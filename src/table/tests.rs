@@ -30,6 +30,22 @@ fn fake(address: usize) -> *mut c_void {
     core::ptr::without_provenance_mut(address)
 }
 
+/// Register the stand-in object at `address`, its release counted in
+/// `released`.
+fn register(
+    table: &Table<Counted>,
+    address: usize,
+    released: &Arc<AtomicUsize>,
+    retention_ms: u64,
+) -> Result<u64, Refusal> {
+    table.insert(|| {
+        (
+            Published::object(fake(address)),
+            details(released, retention_ms),
+        )
+    })
+}
+
 fn small(max_slots: u32, max_generation: u32) -> Table<Counted> {
     Table::new(
         Limits {
@@ -46,9 +62,7 @@ fn small(max_slots: u32, max_generation: u32) -> Table<Counted> {
 fn handles_are_never_zero_and_decode_back() {
     let table = small(8, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let h = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
+    let h = register(&table, 8, &released, 0).unwrap();
     assert_ne!(h, 0);
     let (index, generation) = table.decode(h);
     assert_eq!((index, generation), (0, 1));
@@ -60,9 +74,7 @@ fn handles_are_never_zero_and_decode_back() {
 fn access_unregister_release_exactly_once() {
     let table = small(8, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let h = table
-        .insert(|| (Published::object(fake(8)), details(&released, 1000)))
-        .unwrap();
+    let h = register(&table, 8, &released, 1000).unwrap();
     let a = table.begin(h).unwrap();
     assert_eq!(a.published.object as usize, 8);
     let b = table.begin(h).unwrap();
@@ -89,9 +101,7 @@ fn access_unregister_release_exactly_once() {
 fn end_by_handle_refuses_without_begin_and_changes_nothing() {
     let table = small(8, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let h = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
+    let h = register(&table, 8, &released, 0).unwrap();
     assert_eq!(table.end_by_handle(h).err(), Some(Refusal::NotAccessing));
     let _a = table.begin(h).unwrap();
     let Ended { published, claim } = table.end_by_handle(h).unwrap();
@@ -123,15 +133,11 @@ fn forged_values_are_refused_without_touching_memory() {
 fn retention_then_reuse_with_a_new_generation() {
     let table = small(1, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let h1 = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
+    let h1 = register(&table, 8, &released, 0).unwrap();
     let claim = table.unregister(h1).unwrap().unwrap();
     release(&table, claim);
     // Retention 0: swept at once, so the single slot is reused.
-    let h2 = table
-        .insert(|| (Published::object(fake(16)), details(&released, 0)))
-        .unwrap();
+    let h2 = register(&table, 16, &released, 0).unwrap();
     assert_ne!(h1, h2);
     assert_eq!(table.decode(h1).0, table.decode(h2).0);
     assert_eq!(table.begin(h1).err(), Some(Refusal::Released));
@@ -148,12 +154,8 @@ fn retention_then_reuse_with_a_new_generation() {
 fn full_table_refuses_and_calls_nothing() {
     let table = small(2, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let _a = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
-    let _b = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
+    let _a = register(&table, 8, &released, 0).unwrap();
+    let _b = register(&table, 8, &released, 0).unwrap();
     let made = std::cell::Cell::new(false);
     let full = table.insert(|| {
         made.set(true);
@@ -169,18 +171,11 @@ fn slots_retire_at_the_last_generation() {
     let released = Arc::new(AtomicUsize::new(0));
     let mut seen = std::collections::HashSet::new();
     for _ in 0..3 {
-        let h = table
-            .insert(|| (Published::object(fake(8)), details(&released, 0)))
-            .unwrap();
+        let h = register(&table, 8, &released, 0).unwrap();
         assert!(seen.insert(h), "a handle value is never issued twice");
         release(&table, table.unregister(h).unwrap().unwrap());
     }
-    assert_eq!(
-        table
-            .insert(|| (Published::object(fake(8)), details(&released, 0)))
-            .err(),
-        Some(Refusal::Full)
-    );
+    assert_eq!(register(&table, 8, &released, 0).err(), Some(Refusal::Full));
     assert_eq!(released.load(StdOrdering::SeqCst), 3);
 }
 
@@ -190,9 +185,7 @@ fn retained_states_are_capped_fifo() {
     let released = Arc::new(AtomicUsize::new(0));
     let handles: Vec<u64> = (0..3)
         .map(|_| {
-            let h = table
-                .insert(|| (Published::object(fake(8)), details(&released, 60_000)))
-                .unwrap();
+            let h = register(&table, 8, &released, 60_000).unwrap();
             release(&table, table.unregister(h).unwrap().unwrap());
             h
         })
@@ -208,9 +201,7 @@ fn retained_states_are_capped_fifo() {
 fn invalidate_keeps_registration_until_unregister() {
     let table = small(8, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let h = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
+    let h = register(&table, 8, &released, 0).unwrap();
     table.invalidate(h).unwrap();
     assert_eq!(table.invalidate(h).err(), Some(Refusal::Invalidated));
     assert_eq!(table.begin(h).err(), Some(Refusal::Invalidated));
@@ -224,9 +215,7 @@ fn threads_race_access_against_unregister() {
     let table = Arc::new(small(64, u32::MAX));
     for _ in 0..if cfg!(miri) { 2 } else { 200 } {
         let released = Arc::new(AtomicUsize::new(0));
-        let h = table
-            .insert(|| (Published::object(fake(8)), details(&released, 0)))
-            .unwrap();
+        let h = register(&table, 8, &released, 0).unwrap();
         let readers: Vec<_> = (0..2)
             .map(|_| {
                 let (table, released) = (table.clone(), released.clone());
@@ -261,9 +250,7 @@ fn inline_twins_take_only_the_plain_success_path() {
     use super::slot::NotInline;
     let table = small(8, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let h = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
+    let h = register(&table, 8, &released, 0).unwrap();
     let (slot, _, generation) = table.locate_handle(h).unwrap();
     // Begun inline twice, ended once inline and once by handle value.
     assert_eq!(slot.begin_inline(generation).unwrap() as usize, 8);
@@ -313,9 +300,7 @@ fn inline_twins_leave_slow_registrations_and_full_counts_to_the_library() {
     assert_eq!(slot.end_inline(generation), Err(NotInline));
     assert!(table.end(access).is_none());
 
-    let h = table
-        .insert(|| (Published::object(fake(16)), details(&released, 0)))
-        .unwrap();
+    let h = register(&table, 16, &released, 0).unwrap();
     let (slot, _, generation) = table.locate_handle(h).unwrap();
     // At the count limit, the inline begin hands over (the library refuses).
     slot.state
@@ -334,21 +319,19 @@ fn the_process_table_places_a_threads_slots_together() {
         Table::new_process(Limits::default(), 7)
     }));
     let released = Arc::new(AtomicUsize::new(0));
-    let register = |table: &'static Table<Counted>| {
+    let register_a_block = |table: &'static Table<Counted>| {
         let released = released.clone();
         move || {
             (0..BLOCK)
                 .map(|_| {
-                    let h = table
-                        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-                        .unwrap();
+                    let h = register(table, 8, &released, 0).unwrap();
                     table.decode(h).0
                 })
                 .collect::<Vec<u32>>()
         }
     };
-    let mine = register(table)();
-    let theirs = std::thread::spawn(register(table)).join().unwrap();
+    let mine = register_a_block(table)();
+    let theirs = std::thread::spawn(register_a_block(table)).join().unwrap();
     // Each thread got one whole block of adjacent slots, two registrations
     // in a row never on one cache line (two 32-byte slots to a line).
     for indices in [&mine, &theirs] {
@@ -366,9 +349,7 @@ fn the_process_table_places_a_threads_slots_together() {
     // and released slots come back to the thread that released them.
     let h = table.encode(mine[0], 1);
     release(table, table.unregister(h).unwrap().unwrap());
-    let again = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
+    let again = register(table, 8, &released, 0).unwrap();
     assert_eq!(
         table.decode(again),
         (mine[0], 2),
@@ -384,19 +365,13 @@ fn misuse_generation_exhaustion_retires_the_slot() {
     // all of its generations while the second stays registered.
     let table = small(2, 3);
     let released = Arc::new(AtomicUsize::new(0));
-    let first = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
-    let kept = table
-        .insert(|| (Published::object(fake(16)), details(&released, 0)))
-        .unwrap();
+    let first = register(&table, 8, &released, 0).unwrap();
+    let kept = register(&table, 16, &released, 0).unwrap();
     let (index, _) = table.decode(first);
     release(&table, table.unregister(first).unwrap().unwrap());
     let mut issued = vec![first];
     for generation in 2..=3 {
-        let h = table
-            .insert(|| (Published::object(fake(8)), details(&released, 0)))
-            .unwrap();
+        let h = register(&table, 8, &released, 0).unwrap();
         assert_eq!(
             table.decode(h),
             (index, generation),
@@ -430,9 +405,7 @@ fn misuse_generation_exhaustion_retires_the_slot() {
     // a slot to give again.
     assert!(table.is_live(kept));
     release(&table, table.unregister(kept).unwrap().unwrap());
-    let again = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
+    let again = register(&table, 8, &released, 0).unwrap();
     assert_ne!(table.decode(again).0, index);
     assert_eq!(released.load(StdOrdering::SeqCst), 4);
 }
@@ -445,9 +418,7 @@ fn misuse_in_flight_counter_saturation_is_an_error_and_leaves_the_other_bits() {
     // two accesses are real ones.
     let table = small(8, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let h = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
+    let h = register(&table, 8, &released, 0).unwrap();
     let (slot, _, generation) = table.locate_handle(h).unwrap();
     slot.state
         .fetch_add(MAX_ACCESSES as u64 - 2, StdOrdering::SeqCst);
@@ -499,9 +470,7 @@ fn misuse_register_and_unregister_inside_an_access_on_a_tiny_table() {
     // too), and a full table refuses without taking a reference.
     let table = small(14, 100);
     let released = Arc::new(AtomicUsize::new(0));
-    let outer = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
+    let outer = register(&table, 8, &released, 0).unwrap();
     let access = table.begin(outer).unwrap();
     let outer_slot: *const Slot = access.slot;
     assert_eq!(table.capacity(), 1);
@@ -540,9 +509,7 @@ fn misuse_register_and_unregister_inside_an_access_on_a_tiny_table() {
     ));
     assert_eq!(table.word(outer).unwrap().0.count(), 1);
     // Freed slots are reused while the outer access is still in flight.
-    let reused = table
-        .insert(|| (Published::object(fake(8)), details(&released, 0)))
-        .unwrap();
+    let reused = register(&table, 8, &released, 0).unwrap();
     assert!(!inner.contains(&reused));
     release(&table, table.unregister(reused).unwrap().unwrap());
     assert!(table.end(access).is_none());
