@@ -13,7 +13,7 @@
 #                         SOAK_SECONDS, SOAK_THREADS)
 #   make fuzz             the model fuzzer for an hour (scripts/fuzz.sh;
 #                         FUZZ_SECONDS), minimising the corpus afterwards
-#   make tsan             the C tests under ThreadSanitizer (scripts/tsan.sh)
+#   make tsan             the C tests and unit tests under ThreadSanitizer (scripts/tsan.sh --unit)
 #
 # The files and their names are those of cargo-c (`cargo cinstall`, with the
 # [package.metadata.capi] of Cargo.toml): libgcsafety.so.VERSION with the
@@ -59,6 +59,6 @@ fuzz:
 	scripts/fuzz.sh --seconds "$(FUZZ_SECONDS)" --merge
 
 tsan:
-	scripts/tsan.sh
+	scripts/tsan.sh --unit
 
 .PHONY: all check install uninstall demo soak fuzz tsan

@@ -345,17 +345,18 @@ stage "table benchmark (smoke)" scripts/bench-table.sh --smoke
 # In the background: its build (own target dir) and run fill the core that
 # the valgrind runs below leave idle.
 stage_start "fuzzer against the model (60 s)" timeout 1500 scripts/fuzz.sh --seconds 60
-# The C tests and the C++ binding's test under ThreadSanitizer, with the
-# library (and std) instrumented: nightly -Zsanitizer=thread -Zbuild-std.
+# The C tests, the C++ binding's test and the library's unit tests under
+# ThreadSanitizer, with the library (and std) instrumented: nightly
+# -Zsanitizer=thread -Zbuild-std.
 # In the background too: its build has its own target dir (its test runner
 # waits for cargo's lock on target/ until the stage below is done).
-stage_start "ThreadSanitizer (C tests, C++ binding)" timeout 1500 scripts/tsan.sh
+stage_start "ThreadSanitizer (C tests, C++, unit tests)" timeout 1500 scripts/tsan.sh --unit
 # The #[ignore]d tests: the C tests under ASan+UBSan and under valgrind
 # (GLib's suppressions). Every sanitizer job runs under `timeout`: a hang
 # fails the run with the stage's name instead of eating CI's 90 minutes.
 stage "ignored tests (C: ASan+UBSan, valgrind)" timeout 1800 cargo test --tests -- --ignored
 stage_join "fuzzer against the model (60 s)"
-stage_join "ThreadSanitizer (C tests, C++ binding)"
+stage_join "ThreadSanitizer (C tests, C++, unit tests)"
 # The table's unit tests under Miri: strict provenance, seeds 0..8.
 stage "miri" timeout 1200 scripts/miri.sh
 # Every loom model, with up to 5 preemptions per execution (tokio's CI
