@@ -23,6 +23,14 @@ fn main() {
     // cargo-c would (the ABI version is the soname's major).
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libgcsafety.so.0");
+        // Never unloaded (DF_1_NODELETE), as libgobject: after a dlclose
+        // without gcs_shutdown, GLib and other threads may still hold
+        // pointers into the library (a release queued on a GMainContext, a
+        // finalizer thread mid-call, the fork handlers), and unmapping it
+        // would turn each into a crash. With the flag, a dlclose with live
+        // handles is harmless and a later dlopen finds the same table
+        // (c-tests/dlopen_live_handles.c checks the flag and both cases).
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     }
 
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))

@@ -4,6 +4,8 @@
 #define GCS_DLOPEN_COMMON_H
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +72,30 @@ load (void)
   RESOLVE (&api, shutdown, "gcs_shutdown");
   CHECK (api.abi_version () == GCS_ABI_VERSION);
   return api;
+}
+
+/* Whether a loaded library is marked never to be unloaded (DF_1_NODELETE
+ * in its dynamic section, as build.rs links it). Needs _GNU_SOURCE. */
+static bool
+library_is_nodelete (void *lib)
+{
+  struct link_map *map = NULL;
+  CHECK (dlinfo (lib, RTLD_DI_LINKMAP, &map) == 0 && map != NULL);
+  for (const ElfW (Dyn) * entry = map->l_ld; entry->d_tag != DT_NULL; entry++)
+    if (entry->d_tag == DT_FLAGS_1)
+      return (entry->d_un.d_val & DF_1_NODELETE) != 0;
+  return false;
+}
+
+/* Whether the library is still mapped (after its dlclose). */
+static bool
+still_resident (void)
+{
+  void *lib = dlopen (getenv ("GCS_LIBRARY_PATH"), RTLD_NOW | RTLD_NOLOAD);
+  if (lib == NULL)
+    return false;
+  CHECK (dlclose (lib) == 0);
+  return true;
 }
 
 #endif

@@ -165,16 +165,7 @@ fn compile(source: &Path, variant: Variant, out_dir: &Path) -> PathBuf {
 }
 
 fn run(binary: &Path, variant: Variant) -> Result<(), String> {
-    // dlopen tests unload the library without gcs_shutdown (not in this
-    // version), leaving its statics unreachable: see the .supp file.
-    let dlopen = binary
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("dlopen_"));
-    let lsan_suppressions = if dlopen {
-        "c-tests/dlclose-without-shutdown.lsan"
-    } else {
-        "c-tests/lsan.supp"
-    };
+    let lsan_suppressions = "c-tests/lsan.supp";
     let mut cmd = match variant {
         // A hang must not stall the run: TSan makes waits long, not endless.
         Variant::Tsan => {
@@ -196,10 +187,6 @@ fn run(binary: &Path, variant: Variant) -> Result<(), String> {
                 "--suppressions={}",
                 manifest_dir().join("c-tests/gstreamer.supp").display()
             ));
-            if dlopen {
-                let extra = manifest_dir().join("c-tests/dlclose-without-shutdown.supp");
-                cmd.arg(format!("--suppressions={}", extra.display()));
-            }
             cmd.arg(binary);
             cmd
         }
