@@ -384,6 +384,6 @@ stage "README examples (C++, Python, Go)" readme_examples
 
 printf '\nAll stages passed.\n'
 for i in "${!stage_names[@]}"; do
-    printf '  %-42s %8s s\n' "${stage_names[$i]}" "${stage_times[$i]}"
+    printf '  %-56s %8s s\n' "${stage_names[$i]}" "${stage_times[$i]}"
 done
-printf '  %-42s %8s s\n' "total" "$(elapsed_since "$run_start")"
+printf '  %-56s %8s s\n' "total" "$(elapsed_since "$run_start")"
