@@ -1226,7 +1226,11 @@ impl Run {
             self.flights.remove(i);
             self.objects[object].accesses -= 1;
             if !inline {
-                self.track(thread, handle, -1, -1);
+                // The same end as gcs_access_end's: the library cannot tell
+                // which access of the handle ended, so if a gcs_access_end
+                // inside the callback took this thread's entry (ending an
+                // access begun elsewhere), this end posts to that thread.
+                self.end_tracking(thread, handle, true);
             }
         }
         self.expect("safe_access", r, expected);
