@@ -26,6 +26,11 @@
  *  - per-thread deadlock detection: gcs_unregister_sync called inside an
  *    inline access of the same handle on the same thread is not refused with
  *    GCS_ERROR_WOULD_DEADLOCK; it waits (up to its timeout) for that access.
+ *    And an access begun inline but ended with gcs_access_end is, to the
+ *    library, an end on a thread that began no access: it is credited to
+ *    another thread that began an access of that handle (as a hand-off's
+ *    end is), whose own detection may then miss. End an inline-begun access
+ *    with gcs_access_end_inline.
  * Every safety guarantee holds: the object cannot be released while the
  * access is in flight, the in-flight count in gcs_get_info includes it, and
  * the leak report and gcs_unregister_sync see it.
