@@ -15,8 +15,9 @@
 //! between two cgo calls). That thread finds no entry of its own, so it looks
 //! for a thread whose entries hold the handle and posts the handle to that
 //! thread's *mailbox* (a small mutex-guarded list: this path is rare). The
-//! owner drains its mailbox, removing one entry per posted handle, before it
-//! answers [`contains`] and before it compacts a full block. Attribution is
+//! owner drains its mailbox, removing one entry per posted handle, at each
+//! begin and end it tracks, before it answers [`contains`] and before it
+//! compacts a full block. Attribution is
 //! exact when one thread began accesses of that handle, best-effort when
 //! several did (the note may go to the wrong one). A full block first drops
 //! entries whose handle has no access in flight, then the oldest. So memory
@@ -152,6 +153,16 @@ pub(crate) fn push(handle: u64, in_flight: impl Fn(u64) -> bool) {
     // best-effort there, the access itself is unaffected.
     let _ = OWNER.try_with(|owner| {
         let block = &owner.0;
+        // Notes of ends elsewhere go first, as in `remove`: a thread that
+        // only begins accesses would otherwise never apply them, its
+        // mailbox would fill up with notes about accesses long ended, and
+        // the note of an access begun now and ended elsewhere would be
+        // dropped (found by the fuzzer). Drained at every begin and end,
+        // the mailbox holds at most one note per entry. Relaxed: as in
+        // `remove`.
+        if block.posted.load(Ordering::Relaxed) != 0 {
+            block.drain_mailbox();
+        }
         let mut len = block.len();
         if len == TRACKED {
             len = block.compact(&in_flight);
@@ -326,6 +337,25 @@ mod tests {
         assert!(contains(handle), "the new access is tracked");
         remove(handle);
         assert!(!contains(handle));
+    }
+
+    #[test]
+    fn a_mailbox_full_of_old_notes_does_not_lose_a_new_one() {
+        let (old, new) = (0xabcd_0003, 0xabcd_0004);
+        // An access of `old` begun here, and as many ends of it elsewhere
+        // as the mailbox holds: this thread applies none of those notes.
+        push(old, |_| true);
+        for _ in 0..TRACKED {
+            std::thread::spawn(move || remove(old)).join().unwrap();
+        }
+        // An access begun here and ended elsewhere: its note must arrive.
+        push(new, |_| true);
+        std::thread::spawn(move || remove(new)).join().unwrap();
+        assert!(
+            !contains(new),
+            "an access ended elsewhere is still tracked here"
+        );
+        assert!(!contains(old));
     }
 
     #[test]
