@@ -158,8 +158,8 @@ pub(crate) fn push(handle: u64, in_flight: impl Fn(u64) -> bool) {
         // mailbox would fill up with notes about accesses long ended, and
         // the note of an access begun now and ended elsewhere would be
         // dropped (found by the fuzzer). Drained at every begin and end,
-        // the mailbox holds at most one note per entry. Relaxed: as in
-        // `remove`.
+        // the mailbox holds only the notes posted since this thread's last
+        // begin or end. Relaxed: as in `remove`.
         if block.posted.load(Ordering::Relaxed) != 0 {
             block.drain_mailbox();
         }
