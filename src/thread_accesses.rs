@@ -40,8 +40,8 @@ pub(crate) struct Block {
     /// Handles whose access (begun here) was ended on another thread.
     mailbox: Mutex<Vec<u64>>,
     /// How many notes the mailbox holds (written under its lock), so that
-    /// an end on the owning thread can tell, without the lock, that notes
-    /// wait to be applied first.
+    /// a begin or end on the owning thread can tell, without the lock, that
+    /// notes wait to be applied first ([`Block::apply_posted_notes`]).
     posted: AtomicUsize,
 }
 
@@ -137,6 +137,26 @@ impl Block {
         }
     }
 
+    /// Apply pending notes, if any, before a begin or an end is recorded;
+    /// owner only. Applied only later, a note would take the entry of an
+    /// access begun after the end it is about (this thread having taken
+    /// that entry itself), and a sync unregister inside that access would
+    /// wait for itself (found by the model check); and a thread that only
+    /// begins accesses would never apply its notes, its mailbox would fill
+    /// up with notes about accesses long ended, and the note of an access
+    /// begun now and ended elsewhere would be dropped (found by the
+    /// fuzzer). So the mailbox holds only the notes posted since this
+    /// thread's last begin or end. Relaxed: the post and this thread's
+    /// begin or end are ordered by whatever ordered the two ends (the drain
+    /// takes the mailbox's lock); a post racing them is the documented
+    /// best-effort case either way.
+    #[inline]
+    fn apply_posted_notes(&self) {
+        if self.posted.load(Ordering::Relaxed) != 0 {
+            self.drain_mailbox();
+        }
+    }
+
     /// Whether another thread may hold `handle` here (read by foreign ends).
     fn holds(&self, handle: u64) -> bool {
         self.entries
@@ -153,16 +173,7 @@ pub(crate) fn push(handle: u64, in_flight: impl Fn(u64) -> bool) {
     // best-effort there, the access itself is unaffected.
     let _ = OWNER.try_with(|owner| {
         let block = &owner.0;
-        // Notes of ends elsewhere go first, as in `remove`: a thread that
-        // only begins accesses would otherwise never apply them, its
-        // mailbox would fill up with notes about accesses long ended, and
-        // the note of an access begun now and ended elsewhere would be
-        // dropped (found by the fuzzer). Drained at every begin and end,
-        // the mailbox holds only the notes posted since this thread's last
-        // begin or end. Relaxed: as in `remove`.
-        if block.posted.load(Ordering::Relaxed) != 0 {
-            block.drain_mailbox();
-        }
+        block.apply_posted_notes();
         let mut len = block.len();
         if len == TRACKED {
             len = block.compact(&in_flight);
@@ -178,17 +189,7 @@ pub(crate) fn remove(handle: u64) {
     let removed = OWNER
         .try_with(|owner| {
             let block = &owner.0;
-            // Notes of ends elsewhere go first: applied later, a note would
-            // take the entry of an access begun after this end (this end
-            // having taken the entry the note was about), and a sync
-            // unregister inside that access would then wait for itself
-            // (found by the model check). Relaxed: the note's post and this
-            // end are ordered by whatever ordered the two ends (the drain
-            // takes the mailbox's lock); a post racing this end is the
-            // documented best-effort case either way.
-            if block.posted.load(Ordering::Relaxed) != 0 {
-                block.drain_mailbox();
-            }
+            block.apply_posted_notes();
             block.remove_local(handle)
         })
         .unwrap_or(true);
